@@ -1,0 +1,239 @@
+"""The user-facing agent: one object and one set of verbs for every algorithm and regime.
+
+>>> agent = polyrl.make("ppo", env="CartPole-v1", seed=0, n_steps=128)   # doctest: +SKIP
+>>> agent.learn(20_000)                                                   # doctest: +SKIP
+>>> agent.evaluate(episodes=10).mean_return                              # doctest: +SKIP
+>>> agent.save("my-agent"); same = polyrl.load("my-agent")               # doctest: +SKIP
+
+The agent owns the algorithm (networks in normalised action space), the
+observation normaliser, the run directory and, once ``learn`` is called,
+the trainer (env, data source, logger). ``act`` takes raw observations and
+returns actions in the environment's own action space.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from polyrl import algos
+from polyrl._version import __version__
+from polyrl.envs import EnvSpec, RunningNorm, VecEnv
+from polyrl.errors import CheckpointError
+from polyrl.train.checkpoint import LATEST, read_checkpoint, resolve, write_checkpoint, write_text_atomic
+from polyrl.train.evaluate import EvalResult, run_episodes
+from polyrl.train.trainer import Trainer, TrainSettings
+
+NORM_PREFIX = "obs_norm."
+
+
+class Agent:
+    """An algorithm bound to an environment, with a run directory.
+
+    Args:
+        algo: registered algorithm name (``polyrl list``).
+        env: Gymnasium environment id.
+        seed: seeds network init, the environments and every sampler.
+        device: torch device (``"cpu"``, ``"cuda"``, ...).
+        run_dir: where logs and checkpoints go (default ``runs/<algo>-<env>-s<seed>-<time>``).
+        vectorization: ``"sync"`` or ``"async"`` training envs.
+        env_kwargs: keyword arguments for ``gymnasium.make``.
+        settings: evaluation / checkpoint / logging cadence (:class:`TrainSettings`).
+        **config: fields of the algorithm's ``Config`` dataclass.
+    """
+
+    def __init__(
+        self,
+        algo: str,
+        env: str,
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        run_dir: str | Path | None = None,
+        vectorization: str = "sync",
+        env_kwargs: dict[str, Any] | None = None,
+        settings: TrainSettings | None = None,
+        **config: Any,
+    ) -> None:
+        self.algo_cls = algos.get(algo)
+        self.cfg = self.algo_cls.Config.from_dict(config)
+        self.seed = int(seed)
+        self.device = torch.device(device)
+        self.vectorization = vectorization
+        self.env_kwargs = dict(env_kwargs or {})
+        self.settings = settings or TrainSettings()
+        self.run_dir: Path | None = Path(run_dir) if run_dir is not None else None
+        probe = VecEnv(env, 1, env_kwargs=self.env_kwargs)  # validates the id and reads the spaces
+        self.env_id, self.spec = probe.env_id, probe.spec
+        probe.close()
+        torch.manual_seed(self.seed)
+        self.algo = self.algo_cls(self.cfg, self.spec, self.device)
+        self.obs_norm = RunningNorm(self.spec.obs_shape, enabled=self.cfg.normalize_obs).to(self.device)
+        self.trainer: Trainer | None = None
+        self._pending_resume: Any | None = None
+        self._eval_env: VecEnv | None = None
+
+    # -- training ----------------------------------------------------------------------------
+    def learn(self, steps: int | None = None, **settings: Any) -> Agent:
+        """Train for ``steps`` more env steps (``None``: continue to the target of a resumed run).
+
+        Keyword arguments override :class:`TrainSettings` fields for this and later calls.
+        """
+        if settings:
+            self.settings = replace(self.settings, **settings)
+        if self.trainer is None:
+            self.trainer = Trainer(self, self.settings)
+            if self._pending_resume is not None:
+                self.trainer.load_state_dict(self._pending_resume)
+                self._pending_resume = None
+        self.trainer.settings = self.settings
+        if steps is None:
+            target = self.trainer.target
+            if target <= self.algo.env_steps:
+                raise ValueError("nothing to resume: give the number of steps to train")
+        else:
+            target = self.algo.env_steps + int(steps)
+        self.trainer.run(target)
+        return self
+
+    # -- acting ------------------------------------------------------------------------------
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions in the env's action space for raw observations (one ``[*O]`` or a batch ``[B, *O]``)."""
+        obs = np.asarray(obs, dtype=np.float32)
+        single = obs.shape == self.spec.obs_shape
+        x = torch.as_tensor(obs[None] if single else obs, device=self.device)
+        action = self.algo.act(self.obs_norm(x), deterministic=deterministic).cpu().numpy()
+        action = self._env_for_actions().to_env_action(action)
+        return action[0] if single else action
+
+    def _policy(self, obs: np.ndarray) -> np.ndarray:
+        x = self.obs_norm(torch.as_tensor(obs, device=self.device))
+        return self.algo.act(x, deterministic=True).cpu().numpy()
+
+    def _env_for_actions(self) -> VecEnv:
+        if self._eval_env is None:
+            self._eval_env = VecEnv(self.env_id, min(max(self.settings.eval_episodes, 1), 5), env_kwargs=self.env_kwargs)
+        return self._eval_env
+
+    def evaluate(self, episodes: int = 10, seed: int | None = None) -> EvalResult:
+        """Mean/std return of ``episodes`` deterministic episodes in a separate env (seeded ``seed`` or ``seed + 10_000``)."""
+        env = self._env_for_actions()
+        return run_episodes(env, self._policy, episodes, self.seed + 10_000 if seed is None else seed)
+
+    # -- persistence -------------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        return {
+            "algo": self.algo_cls.name, "env": self.env_id, "seed": self.seed, "config": self.cfg.to_dict(),
+            "spec": self.spec.to_json(), "env_kwargs": self.env_kwargs, "vectorization": self.vectorization,
+            "env_steps": self.algo.env_steps, "polyrl_version": __version__, "torch_version": torch.__version__,
+        }
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        weights = self.algo.weights()
+        weights.update({NORM_PREFIX + k: v for k, v in self.obs_norm.state_dict().items()})
+        return weights
+
+    def _resume_state(self) -> dict[str, Any]:
+        return {"optimizers": self.algo.optimizer_state(), "counters": self.algo.counters(),
+                "trainer": self.trainer.state_dict() if self.trainer is not None else None}
+
+    def save(self, path: str | Path | None = None, *, resume: bool = True) -> Path:
+        """Write a checkpoint directory (atomically) and return its path.
+
+        Without ``path``, writes the next checkpoint of the run directory.
+        ``resume=False`` leaves out optimiser, RNG and replay state (deployment only).
+        """
+        if path is None:
+            return self.write_run_checkpoint(self.algo.env_steps)
+        return write_checkpoint(path, self.meta(), self._weights(), self._resume_state() if resume else None)
+
+    def ensure_run_dir(self) -> Path:
+        """Create the run directory (and its ``run.json``) on first use."""
+        if self.run_dir is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            self.run_dir = Path("runs") / f"{self.algo_cls.name}-{self.env_id.replace('/', '_')}-s{self.seed}-{stamp}"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        run_json = self.run_dir / "run.json"
+        if not run_json.exists():
+            info = self.meta() | {"settings": self.settings.__dict__, "python": platform.python_version(),
+                                  "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            info.pop("env_steps")
+            write_text_atomic(run_json, json.dumps(info, indent=2, sort_keys=True))
+        return self.run_dir
+
+    def write_run_checkpoint(self, step: int, keep: int = 2) -> Path:
+        """Write ``run_dir/checkpoints/step_<step>``, point ``LATEST`` at it and prune old ones."""
+        ckdir = self.ensure_run_dir() / "checkpoints"
+        path = self.save(ckdir / f"step_{step:010d}")
+        write_text_atomic(ckdir / LATEST, path.name)
+        if keep > 0:
+            for old in sorted(p for p in ckdir.glob("step_*") if p.is_dir())[:-keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        return path
+
+    def latest_checkpoint(self) -> Path | None:
+        if self.run_dir is None:
+            return None
+        try:
+            return resolve(self.run_dir)
+        except CheckpointError:
+            return None
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str | torch.device = "cpu", resume: bool = True,
+             run_dir: str | Path | None = None) -> Agent:
+        """Rebuild an agent from a checkpoint or run directory (its latest checkpoint).
+
+        With ``resume`` (default) optimiser, RNG and replay state are restored
+        so ``learn()`` continues exactly where the checkpoint left off. Logs of
+        further training go to ``run_dir`` (default: the run the checkpoint belongs to).
+        """
+        ckpt = resolve(path)
+        meta, weights, resume_state = read_checkpoint(ckpt, with_resume=resume)
+        if run_dir is None and ckpt.parent.name == "checkpoints":
+            run_dir = ckpt.parent.parent
+        try:
+            agent = cls(meta["algo"], meta["env"], seed=meta["seed"], device=device, run_dir=run_dir,
+                        vectorization=meta.get("vectorization", "sync"), env_kwargs=meta.get("env_kwargs"), **meta["config"])
+        except KeyError as e:
+            raise CheckpointError(f"{ckpt / 'agent.json'} lacks field {e}; the checkpoint is corrupt or from another tool") from None
+        norm = {k[len(NORM_PREFIX):]: v for k, v in weights.items() if k.startswith(NORM_PREFIX)}
+        try:
+            agent.algo.load_weights({k: v.to(agent.device) for k, v in weights.items() if not k.startswith(NORM_PREFIX)})
+            agent.obs_norm.load_state_dict({k: v.to(agent.device) for k, v in norm.items()})
+        except (RuntimeError, KeyError) as e:
+            raise CheckpointError(f"{ckpt / 'model.safetensors'} does not match the {meta['algo']} network in agent.json ({str(e).splitlines()[0]})") from None
+        agent.algo.env_steps = int(meta.get("env_steps", 0))
+        if resume_state is not None:
+            agent.algo.load_optimizer_state(resume_state["optimizers"])
+            agent.algo.load_counters(resume_state["counters"])
+            agent._pending_resume = resume_state["trainer"]
+        return agent
+
+    def close(self) -> None:
+        """Close environments and log files."""
+        if self.trainer is not None:
+            self.trainer.close()
+        if self._eval_env is not None:
+            self._eval_env.close()
+
+    def __repr__(self) -> str:
+        return f"Agent({self.algo_cls.name!r}, env={self.env_id!r}, seed={self.seed}, steps={self.algo.env_steps})"
+
+
+def make(algo: str, env: str, *, seed: int = 0, device: str | torch.device = "cpu", **kwargs: Any) -> Agent:
+    """Create an :class:`Agent`; ``kwargs`` are Agent options and algorithm config fields."""
+    return Agent(algo, env, seed=seed, device=device, **kwargs)
+
+
+def load(path: str | Path, **kwargs: Any) -> Agent:
+    """Load an :class:`Agent` from a checkpoint or run directory (see :meth:`Agent.load`)."""
+    return Agent.load(path, **kwargs)

@@ -1,0 +1,209 @@
+"""The algorithm contract and the machinery derived from a declared trainable state.
+
+An algorithm is one class in one file:
+
+* ``Config``: a dataclass with a default and a one-line docstring per field
+  (the CLI and checkpoints are generated from it);
+* ``build()``: returns a dataclass of its networks, optimisers and learnable
+  scalars (the *state*). Saving, loading, device placement and train/eval
+  mode are derived from that one declaration;
+* ``act(obs, deterministic)`` and ``update(batch) -> metrics``.
+
+Trainers drive it; they differ by where the batches come from.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, get_type_hints
+
+import torch
+from torch import Tensor, nn
+
+from polyrl.envs import EnvSpec
+from polyrl.errors import ConfigError, UnsupportedSpaceError
+
+
+@dataclass(frozen=True)
+class AlgoConfig:
+    """Fields every algorithm has."""
+
+    gamma: float = 0.99
+    """Discount factor."""
+    n_envs: int = 1
+    """Parallel environment copies used for collection."""
+    normalize_obs: bool = False
+    """Normalise observations with running statistics (saved with the agent)."""
+
+    @classmethod
+    def field_docs(cls) -> dict[str, str]:
+        """Field name -> its one-line docstring, read from the class source."""
+        import ast
+        import inspect
+
+        docs: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):
+            if not dataclasses.is_dataclass(klass):
+                continue
+            try:
+                tree = ast.parse(inspect.getsource(klass).lstrip())
+            except (OSError, TypeError, SyntaxError):
+                continue
+            body = tree.body[0].body  # type: ignore[attr-defined]
+            for node, nxt in zip(body, body[1:]):
+                if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                        and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)):
+                    docs[node.target.id] = str(nxt.value.value).strip()
+        return docs
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> AlgoConfig:
+        """Build a config, rejecting unknown fields with a suggestion and coercing JSON lists to tuples."""
+        import difflib
+
+        known = {f.name: f for f in fields(cls)}
+        hints = get_type_hints(cls)
+        kwargs = {}
+        for key, value in values.items():
+            if key not in known:
+                close = difflib.get_close_matches(key, list(known), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"unknown config field {key!r} for {cls.__qualname__}{hint} (known: {', '.join(sorted(known))})")
+            kwargs[key] = coerce(value, hints[key], key)
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+
+def coerce(value: Any, typ: Any, name: str) -> Any:
+    """Convert ``value`` (from JSON or a CLI string) to the field type ``typ``, or raise ``ConfigError``."""
+    origin = getattr(typ, "__origin__", None)
+    args = getattr(typ, "__args__", ())
+    if type(None) in args:  # Optional[X]: None / "none" stay None
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return coerce(value, next(a for a in args if a is not type(None)), name)
+    try:
+        if typ is bool:
+            if isinstance(value, str):
+                low = value.lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if typ is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(float(value)) if isinstance(value, str) else int(value)
+        if typ is float:
+            return float(value)
+        if typ is str:
+            return str(value)
+        if origin is tuple:
+            item = typ.__args__[0]
+            if isinstance(value, str):
+                value = [v for v in value.replace(" ", "").split(",") if v]
+            return tuple(coerce(v, item, name) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config field {name!r} expects {getattr(typ, '__name__', typ)}, got {value!r}") from None
+    return value
+
+
+class Algorithm(abc.ABC):
+    """Base class: subclasses set the class attributes and implement ``build``, ``act`` and ``update``."""
+
+    name: ClassVar[str]
+    """Registry name (``polyrl train <name>``)."""
+    Config: ClassVar[type[AlgoConfig]]
+    """The algorithm's config dataclass."""
+    action_kinds: ClassVar[tuple[str, ...]]
+    """Action spaces handled: ``"box"`` and/or ``"discrete"``."""
+    regime: ClassVar[str]
+    """``"on_policy"`` (fed rollouts) or ``"off_policy"`` (fed transitions from a replay buffer)."""
+
+    def __init__(self, cfg: AlgoConfig, spec: EnvSpec, device: torch.device | str = "cpu") -> None:
+        if spec.action_kind not in self.action_kinds:
+            raise UnsupportedSpaceError(
+                f"{self.name} cannot handle {spec.action_kind} actions of {spec.env_id}; "
+                f"it supports {'/'.join(self.action_kinds)} (see `polyrl list`)"
+            )
+        self.cfg = cfg
+        self.spec = spec
+        self.device = torch.device(device)
+        self.n_updates = 0
+        """Gradient-update calls so far (drives delays and target-network schedules)."""
+        self.env_steps = 0
+        """Environment steps so far, set by the trainer before acting/updating (drives schedules)."""
+        self.total_steps = 1
+        """The trainer's step budget, set by the trainer (drives annealing)."""
+        self.state = self.build()
+
+    # -- to implement -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def build(self) -> Any:
+        """Create and return the trainable-state dataclass (networks, optimisers, learnable scalars)."""
+
+    @abc.abstractmethod
+    def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
+        """Actions for a batch of normalised observations ``[B, *O]`` (in normalised action space)."""
+
+    @abc.abstractmethod
+    def update(self, batch: Any) -> dict[str, Any]:
+        """One update from a batch; returns metrics (floats or 0-d tensors) keyed ``loss/...``, ``train/...``."""
+
+    # -- derived from the declared state -------------------------------------------------------
+    def _items(self) -> list[tuple[str, Any]]:
+        return [(f.name, getattr(self.state, f.name)) for f in fields(self.state)]
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {k: v for k, v in self._items() if isinstance(v, nn.Module)}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {k: v for k, v in self._items() if isinstance(v, torch.optim.Optimizer)}
+
+    def weights(self) -> dict[str, Tensor]:
+        """Every network's parameters and buffers, and every learnable scalar, as one flat dict."""
+        out: dict[str, Tensor] = {}
+        for k, v in self._items():
+            if isinstance(v, nn.Module):
+                out.update({f"{k}.{n}": t for n, t in v.state_dict().items()})
+            elif isinstance(v, Tensor):
+                out[k] = v
+        return out
+
+    @torch.no_grad()
+    def load_weights(self, weights: dict[str, Tensor]) -> None:
+        """Inverse of :meth:`weights` (strict: missing or unexpected keys raise)."""
+        for k, v in self._items():
+            if isinstance(v, nn.Module):
+                prefix = f"{k}."
+                v.load_state_dict({n[len(prefix):]: t for n, t in weights.items() if n.startswith(prefix)})
+            elif isinstance(v, Tensor):
+                v.copy_(weights[k])
+
+    def optimizer_state(self) -> dict[str, Any]:
+        return {k: opt.state_dict() for k, opt in self.optimizers().items()}
+
+    def load_optimizer_state(self, state: dict[str, Any]) -> None:
+        for k, opt in self.optimizers().items():
+            opt.load_state_dict(state[k])
+
+    def counters(self) -> dict[str, int]:
+        return {"n_updates": self.n_updates, "env_steps": self.env_steps}
+
+    def load_counters(self, counters: dict[str, int]) -> None:
+        self.n_updates, self.env_steps = int(counters["n_updates"]), int(counters["env_steps"])
+
+    def train(self, mode: bool = True) -> None:
+        for m in self.modules().values():
+            m.train(mode)
+
+
+def adam(params: Any, lr: float, **kw: Any) -> torch.optim.Adam:
+    """Adam with the fused multi-tensor (foreach) path."""
+    return torch.optim.Adam(params, lr=lr, foreach=True, **kw)

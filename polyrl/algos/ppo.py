@@ -1,0 +1,175 @@
+"""Proximal Policy Optimization (Schulman et al. 2017, arXiv:1707.06347).
+
+Per iteration, with a rollout of ``T x N`` steps from the current policy:
+
+1. advantages by GAE (``polyrl.returns.gae``), truncated steps bootstrapping
+   from ``V(final obs)``, terminal steps not bootstrapping;
+2. for ``n_epochs`` epochs over shuffled minibatches, minimise
+
+   ``L = L_clip(theta) + c_v * L_V - c_e * H[pi]``
+
+   with ``L_clip = -E[min(rho A, clip(rho, 1-eps, 1+eps) A)]`` (eq. 7),
+   ``rho = pi(a|s) / pi_old(a|s)``, and ``L_V = 0.5 (V(s) - R)^2``.
+
+Implementation details (Engstrom et al. 2020; Huang et al. 2022, "The 37
+implementation details of PPO"), each a config field: separate actor and
+critic MLPs with orthogonal init, per-minibatch advantage normalisation,
+global gradient clipping, linear learning-rate annealing, optional value
+clipping, optional early stop on approximate KL (``(rho - 1) - log rho``).
+
+Deviations from the paper: none in the objective; continuous actions use an
+unsquashed Gaussian with a state-independent log-std, clipped to the action
+bounds by the environment wrapper (as in the authors' baselines).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from polyrl.algos.base import AlgoConfig, Algorithm, adam
+from polyrl.data.rollout import Rollout
+from polyrl.losses import ppo_clip_loss, value_loss
+from polyrl.nets.heads import CategoricalPolicy, GaussianPolicy, ValueNet
+from polyrl.returns import gae
+
+
+@dataclass(frozen=True)
+class PPOConfig(AlgoConfig):
+    learning_rate: float = 3e-4
+    """Adam step size (shared by actor and critic)."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to 0 over the training budget."""
+    n_steps: int = 2048
+    """Steps collected per env per rollout."""
+    batch_size: int = 64
+    """Minibatch size."""
+    n_epochs: int = 10
+    """Passes over each rollout."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    clip_range: float = 0.2
+    """Surrogate clipping epsilon."""
+    anneal_clip: bool = False
+    """Decay the clipping epsilon linearly to 0 over the training budget."""
+    clip_range_vf: float | None = None
+    """Clip value updates to +- this around the old value (None: no clipping)."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient c_e."""
+    vf_coef: float = 0.5
+    """Value loss coefficient c_v."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip."""
+    normalize_advantage: bool = True
+    """Standardise advantages per minibatch."""
+    target_kl: float | None = None
+    """Stop the epoch loop once the approximate KL exceeds this (None: never)."""
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden widths of the actor and of the critic."""
+    activation: str = "tanh"
+    """Hidden activation."""
+    init_log_std: float = 0.0
+    """Initial log-std of the Gaussian policy (continuous actions)."""
+
+
+@dataclass
+class PPOState:
+    actor: nn.Module
+    critic: ValueNet
+    optimizer: torch.optim.Optimizer
+
+
+class PPO(Algorithm):
+    """PPO-clip for Box and Discrete actions."""
+
+    name = "ppo"
+    Config = PPOConfig
+    action_kinds = ("box", "discrete")
+    regime = "on_policy"
+    cfg: PPOConfig
+
+    def build(self) -> PPOState:
+        c, spec = self.cfg, self.spec
+        if spec.action_kind == "discrete":
+            actor: nn.Module = CategoricalPolicy(spec.obs_dim, spec.action_dim, c.hidden, c.activation, orthogonal=True)
+        else:
+            actor = GaussianPolicy(spec.obs_dim, spec.action_dim, c.hidden, c.activation, state_dependent_std=False,
+                                   squash=False, init_log_std=c.init_log_std, orthogonal=True)
+        critic = ValueNet(spec.obs_dim, c.hidden, c.activation, orthogonal=True)
+        actor, critic = actor.to(self.device), critic.to(self.device)
+        opt = adam([*actor.parameters(), *critic.parameters()], c.learning_rate, eps=1e-5)
+        return PPOState(actor, critic, opt)
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
+        dist = self.state.actor(obs)
+        return dist.mode() if deterministic else dist.sample()
+
+    @torch.no_grad()
+    def policy_step(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Sample ``(action, log_prob, value)`` for collection."""
+        dist = self.state.actor(obs)
+        action = dist.sample()
+        return action, dist.log_prob(action), self.state.critic(obs)
+
+    @torch.no_grad()
+    def value(self, obs: Tensor) -> Tensor:
+        return self.state.critic(obs)
+
+    def update(self, batch: Rollout) -> dict[str, float | Tensor]:
+        c, s = self.cfg, self.state
+        frac = 1.0 - min(self.env_steps / max(self.total_steps, 1), 1.0)
+        if c.anneal_lr:
+            for group in s.optimizer.param_groups:
+                group["lr"] = frac * c.learning_rate
+        clip = c.clip_range * frac if c.anneal_clip else c.clip_range
+
+        advantage, returns = gae(batch.reward, batch.value, batch.next_value, batch.terminated, batch.done,
+                                 gamma=c.gamma, lam=c.gae_lambda)
+        n = batch.reward.shape[0] * batch.reward.shape[1]
+        obs = batch.obs.flatten(0, 1)
+        action = batch.action.flatten(0, 1)
+        old_log_prob, old_value = batch.log_prob.flatten(0, 1), batch.value.flatten(0, 1)
+        advantage, returns = advantage.flatten(0, 1), returns.flatten(0, 1)
+
+        params = [*s.actor.parameters(), *s.critic.parameters()]
+        stats = torch.zeros(5, device=self.device)  # policy loss, value loss, entropy, clip fraction, kl
+        count = 0
+        for _ in range(c.n_epochs):
+            perm = torch.randperm(n, device=self.device)
+            for start in range(0, n, c.batch_size):
+                idx = perm[start:start + c.batch_size]
+                dist = s.actor(obs[idx])
+                log_prob = dist.log_prob(action[idx])
+                adv = advantage[idx]
+                if c.normalize_advantage and len(idx) > 1:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                pi_loss = ppo_clip_loss(log_prob, old_log_prob[idx], adv, clip=clip)
+                v_loss = value_loss(s.critic(obs[idx]), returns[idx], old_value=old_value[idx], clip=c.clip_range_vf)
+                entropy = dist.entropy().mean()
+                loss = pi_loss + c.vf_coef * v_loss - c.ent_coef * entropy
+
+                s.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(params, c.max_grad_norm, foreach=True)
+                s.optimizer.step()
+                self.n_updates += 1
+
+                with torch.no_grad():
+                    log_ratio = log_prob - old_log_prob[idx]
+                    kl = ((log_ratio.exp() - 1) - log_ratio).mean()
+                    clipped = ((log_ratio.exp() - 1).abs() > clip).float().mean()
+                    stats += torch.stack([pi_loss.detach(), v_loss.detach(), entropy.detach(), clipped, kl])
+                count += 1
+            if c.target_kl is not None and float(kl) > c.target_kl:
+                break
+        stats /= count
+        with torch.no_grad():
+            explained = 1.0 - (returns - old_value).var() / (returns.var() + 1e-8)
+        return {
+            "loss/policy": stats[0], "loss/value": stats[1], "train/entropy": stats[2],
+            "train/clip_fraction": stats[3], "train/approx_kl": stats[4],
+            "train/explained_variance": explained, "train/learning_rate": s.optimizer.param_groups[0]["lr"],
+        }

@@ -1,0 +1,232 @@
+"""Vectorised Gymnasium environments with the conventions every polyrl trainer relies on.
+
+* Same-step auto-reset: when an episode ends, ``step`` returns the first
+  observation of the next episode as ``obs`` and the true last observation
+  in ``StepResult.next_obs``, so transitions are stored exactly and truncated
+  steps bootstrap from the right state.
+* Actions arrive normalised: a bounded ``Box`` takes actions in ``[-1, 1]``
+  (clipped, then rescaled affinely to ``[low, high]``), a ``Discrete`` space
+  takes integers ``0..n-1`` (its ``start`` is added here).
+* Observations are ``float32``; a ``Discrete`` observation space becomes a
+  one-hot vector.
+* Completed episodes' returns and lengths are collected for logging.
+
+Any environment registered with Gymnasium works; ``"module:EnvId"`` imports
+``module`` first (the Gymnasium convention for third-party registrations).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from polyrl.errors import UnknownEnvError, UnsupportedSpaceError
+from polyrl.envs.normalize import RunningNorm
+
+__all__ = ["EnvSpec", "RunningNorm", "StepResult", "VecEnv", "check_env_id", "make", "space_kind"]
+
+
+def check_env_id(env_id: str) -> str:
+    """Return the Gymnasium id to make, or raise ``UnknownEnvError`` with close matches."""
+    if ":" in env_id:
+        module, _, name = env_id.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise UnknownEnvError(f"cannot import {module!r} for env {env_id!r} ({e}); install the package that registers it") from None
+        env_id = name
+    if env_id in gym.registry:
+        return env_id
+    close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; run `python -c 'import gymnasium; gymnasium.pprint_registry()'` to list ids"
+    raise UnknownEnvError(f"unknown environment id {env_id!r}{hint}")
+
+
+def space_kind(space: spaces.Space) -> str:
+    """``"box"`` or ``"discrete"`` for the spaces polyrl handles, else the class name."""
+    if isinstance(space, spaces.Box):
+        return "box"
+    if isinstance(space, spaces.Discrete):
+        return "discrete"
+    return type(space).__name__
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What an algorithm needs to know about an environment, in normalised form.
+
+    Attributes:
+        env_id: the Gymnasium id.
+        obs_shape: shape of one (float32) observation after one-hot encoding.
+        action_kind: ``"box"`` or ``"discrete"``.
+        action_dim: action dimension (Box) or number of actions (Discrete).
+        action_low, action_high: the env's Box bounds (None for Discrete).
+    """
+
+    env_id: str
+    obs_shape: tuple[int, ...]
+    action_kind: str
+    action_dim: int
+    action_low: tuple[float, ...] | None = None
+    action_high: tuple[float, ...] | None = None
+
+    @property
+    def obs_dim(self) -> int:
+        return int(np.prod(self.obs_shape))
+
+    @classmethod
+    def from_spaces(cls, env_id: str, obs_space: spaces.Space, act_space: spaces.Space) -> EnvSpec:
+        if isinstance(obs_space, spaces.Discrete):
+            obs_shape: tuple[int, ...] = (int(obs_space.n),)
+        elif isinstance(obs_space, spaces.Box):
+            obs_shape = tuple(int(d) for d in obs_space.shape)
+        else:
+            raise UnsupportedSpaceError(
+                f"{env_id}: observation space {type(obs_space).__name__} is not supported; "
+                "flatten it with gymnasium.wrappers.FlattenObservation and register the wrapped env"
+            )
+        kind = space_kind(act_space)
+        if kind == "box":
+            assert isinstance(act_space, spaces.Box)
+            if len(act_space.shape) != 1:
+                raise UnsupportedSpaceError(f"{env_id}: Box actions of shape {act_space.shape} are not supported; use a flat (1-D) Box")
+            return cls(env_id, obs_shape, "box", int(act_space.shape[0]),
+                       tuple(float(x) for x in act_space.low), tuple(float(x) for x in act_space.high))
+        if kind == "discrete":
+            assert isinstance(act_space, spaces.Discrete)
+            return cls(env_id, obs_shape, "discrete", int(act_space.n))
+        raise UnsupportedSpaceError(f"{env_id}: action space {kind} is not supported; polyrl handles Box and Discrete")
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class StepResult:
+    """One vectorised step.
+
+    Attributes:
+        obs: ``[N, *O]`` observation to act on next (first obs of a new episode after an end).
+        reward: ``[N]`` float32.
+        terminated, truncated: ``[N]`` bool.
+        next_obs: ``[N, *O]`` the true ``s_{t+1}`` of this transition (final obs at episode ends).
+    """
+
+    obs: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    next_obs: np.ndarray
+
+
+class VecEnv:
+    """``n_envs`` copies of one Gymnasium env, stepped together (sync or async)."""
+
+    def __init__(self, env_id: str, n_envs: int = 1, *, vectorization: str = "sync", env_kwargs: dict | None = None) -> None:
+        if n_envs < 1:
+            raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+        if vectorization not in ("sync", "async"):
+            raise ValueError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
+        self.env_id = check_env_id(env_id)
+        kwargs = dict(env_kwargs or {})
+        self._env = gym.make_vec(
+            self.env_id,
+            num_envs=n_envs,
+            vectorization_mode=vectorization,
+            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+            **kwargs,
+        )
+        self.num_envs = n_envs
+        self.observation_space = self._env.single_observation_space
+        self.action_space = self._env.single_action_space
+        self.spec = EnvSpec.from_spaces(env_id, self.observation_space, self.action_space)
+        self._onehot = self.spec.obs_shape[0] if isinstance(self.observation_space, spaces.Discrete) else 0
+        if self.spec.action_kind == "box":
+            assert isinstance(self.action_space, spaces.Box)
+            low, high = self.action_space.low.astype(np.float64), self.action_space.high.astype(np.float64)
+            self._bounded = bool(np.all(np.isfinite(low)) and np.all(np.isfinite(high)))
+            self._scale, self._shift = (high - low) / 2.0, (high + low) / 2.0
+        self._ep_return = np.zeros(n_envs)
+        self._ep_length = np.zeros(n_envs, dtype=np.int64)
+        self.episodes: list[tuple[float, int]] = []  # completed (return, length), drained by the trainer
+
+    def _obs(self, obs: Any) -> np.ndarray:
+        if self._onehot:
+            return np.eye(self._onehot, dtype=np.float32)[np.asarray(obs, dtype=np.int64)]
+        return np.asarray(obs, dtype=np.float32)
+
+    def to_env_action(self, action: np.ndarray) -> np.ndarray:
+        """Map normalised actions (``[-1, 1]`` Box or ``0..n-1`` Discrete) to the env's action space."""
+        if self.spec.action_kind == "discrete":
+            assert isinstance(self.action_space, spaces.Discrete)
+            return np.asarray(action, dtype=np.int64) + int(self.action_space.start)
+        action = np.asarray(action, dtype=np.float64)
+        if self._bounded:
+            action = np.clip(action, -1.0, 1.0) * self._scale + self._shift
+        return action.astype(self.action_space.dtype)
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Reset every copy; copy ``i`` is seeded with ``seed + i``."""
+        seeds = None if seed is None else [seed + i for i in range(self.num_envs)]
+        obs, _ = self._env.reset(seed=seeds)
+        self._ep_return[:] = 0.0
+        self._ep_length[:] = 0
+        return self._obs(obs)
+
+    def step(self, action: np.ndarray) -> StepResult:
+        """Step every copy with normalised actions; see :class:`StepResult`."""
+        obs, reward, terminated, truncated, info = self._env.step(self.to_env_action(action))
+        reward = np.asarray(reward, dtype=np.float32)
+        terminated, truncated = np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool)
+        obs = self._obs(obs)
+        next_obs = obs
+        done = terminated | truncated
+        self._ep_return += reward
+        self._ep_length += 1
+        if done.any():
+            next_obs = obs.copy()
+            final = info["final_obs"]
+            for i in np.flatnonzero(done):
+                next_obs[i] = self._obs(final[i])
+                self.episodes.append((float(self._ep_return[i]), int(self._ep_length[i])))
+            self._ep_return[done] = 0.0
+            self._ep_length[done] = 0
+        return StepResult(obs, reward, terminated, truncated, next_obs)
+
+    def drain_episodes(self) -> list[tuple[float, int]]:
+        """Completed ``(return, length)`` pairs since the last call."""
+        eps, self.episodes = self.episodes, []
+        return eps
+
+    def close(self) -> None:
+        self._env.close()
+
+
+def make(
+    env_id: str,
+    n_envs: int = 1,
+    seed: int | None = None,
+    *,
+    vectorization: str = "sync",
+    env_kwargs: dict | None = None,
+) -> tuple[VecEnv, np.ndarray]:
+    """Make a vectorised env and reset it.
+
+    Args:
+        env_id: any registered Gymnasium id (``"module:Id"`` imports ``module`` first).
+        n_envs: number of copies.
+        seed: copy ``i`` is seeded with ``seed + i``.
+        vectorization: ``"sync"`` (one process) or ``"async"`` (one subprocess per copy).
+        env_kwargs: keyword arguments for ``gymnasium.make``.
+
+    Returns:
+        ``(env, first_obs)``.
+    """
+    env = VecEnv(env_id, n_envs, vectorization=vectorization, env_kwargs=env_kwargs)
+    return env, env.reset(seed)

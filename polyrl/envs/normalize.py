@@ -1,0 +1,53 @@
+"""Running mean/variance normalisation of observations, kept as module buffers so it is saved with the agent."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+
+class RunningNorm(nn.Module):
+    """``(x - mean) / sqrt(var + eps)``, clipped, with statistics updated from data.
+
+    Statistics are float64 buffers merged with the parallel-variance formula
+    (Chan et al. 1979), so they are exact for any batch split and are saved
+    and restored with the agent's weights. ``frozen`` stops updates (e.g. the
+    dataset's statistics during offline-to-online fine-tuning). When
+    ``enabled`` is false the module is the identity.
+    """
+
+    def __init__(self, shape: tuple[int, ...], *, enabled: bool = True, clip: float = 10.0, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.enabled, self.clip, self.eps = enabled, clip, eps
+        self.frozen = False
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(0.0, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, x: np.ndarray | Tensor) -> None:
+        """Merge the statistics of a batch ``[B, *shape]``."""
+        if not self.enabled or self.frozen:
+            return
+        x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x, dtype=torch.float64, device=self.mean.device)
+        x = x.reshape(-1, *self.mean.shape)
+        n = x.shape[0]
+        b_mean, b_var = x.mean(0), x.var(0, unbiased=False)
+        total = self.count + n
+        delta = b_mean - self.mean
+        self.mean += delta * n / total
+        self.var.copy_((self.var * self.count + b_var * n + delta.pow(2) * self.count * n / total) / total)
+        self.count.copy_(total)
+
+    def set(self, mean: np.ndarray | Tensor, var: np.ndarray | Tensor, count: float = 1.0) -> None:
+        """Set the statistics explicitly (e.g. from a dataset)."""
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float64))
+        self.var.copy_(torch.as_tensor(var, dtype=torch.float64))
+        self.count.fill_(count)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.enabled:
+            return x
+        out = (x - self.mean.to(x.dtype)) * torch.rsqrt(self.var.to(x.dtype) + self.eps)
+        return out.clamp(-self.clip, self.clip)

@@ -1,0 +1,111 @@
+"""Losses and targets as pure functions: explicit arguments, no optimiser steps.
+
+Every function broadcasts over leading batch axes and, where rewards enter,
+over a trailing objective axis.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+
+
+def ppo_clip_loss(log_prob: Tensor, old_log_prob: Tensor, advantage: Tensor, *, clip: float) -> Tensor:
+    """PPO clipped surrogate (Schulman et al. 2017, eq. 7), as a loss to minimise.
+
+    ``L = -E[min(rho A, clip(rho, 1 - eps, 1 + eps) A)]`` with
+    ``rho = exp(log_prob - old_log_prob)``. All inputs ``[B]``.
+    """
+    ratio = torch.exp(log_prob - old_log_prob)
+    unclipped = ratio * advantage
+    clipped = torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * advantage
+    return -torch.minimum(unclipped, clipped).mean()
+
+
+def value_loss(value: Tensor, target: Tensor, *, old_value: Tensor | None = None, clip: float | None = None) -> Tensor:
+    """Squared value error, ``0.5 E[(V - target)^2]``, optionally clipped as in PPO2.
+
+    With ``clip``, ``V`` is kept within ``old_value +- clip`` and the larger of
+    the clipped and unclipped errors is used (OpenAI baselines' PPO2).
+    """
+    err = (value - target) ** 2
+    if clip is not None and old_value is not None:
+        clipped = old_value + torch.clamp(value - old_value, -clip, clip)
+        err = torch.maximum(err, (clipped - target) ** 2)
+    return 0.5 * err.mean()
+
+
+def gaussian_entropy(log_std: Tensor) -> Tensor:
+    """Entropy of a diagonal Gaussian, summed over the last axis: ``sum(log_std + 0.5 log(2 pi e))``."""
+    return (log_std + 0.5 * math.log(2.0 * math.pi * math.e)).sum(-1)
+
+
+def categorical_entropy(logits: Tensor) -> Tensor:
+    """Entropy of a categorical distribution from unnormalised logits ``[..., A]``."""
+    log_p = torch.log_softmax(logits, dim=-1)
+    return -(log_p.exp() * log_p).sum(-1)
+
+
+def td_target(reward: Tensor, next_value: Tensor, *, discount: Tensor | float, terminated: Tensor) -> Tensor:
+    """One- or n-step TD target ``r + discount (1 - terminated) V(s')``.
+
+    ``discount`` is ``gamma`` (or ``gamma**k`` for a k-step return); truncated
+    transitions are not terminal and therefore bootstrap.
+    """
+    return reward + discount * (1.0 - terminated) * next_value
+
+
+def soft_value(next_q: Tensor, next_log_prob: Tensor, *, alpha: Tensor | float) -> Tensor:
+    """Soft state value ``min_k Q_k(s', a') - alpha log pi(a'|s')`` (Haarnoja et al. 2018b, eq. 3).
+
+    Args:
+        next_q: ``[E, B]`` ensemble of Q estimates (the min over ``E`` is clipped double-Q).
+        next_log_prob: ``[B]``.
+        alpha: entropy temperature.
+    """
+    return next_q.min(dim=0).values - alpha * next_log_prob
+
+
+def soft_q_target(
+    reward: Tensor,
+    next_q: Tensor,
+    next_log_prob: Tensor,
+    *,
+    alpha: Tensor | float,
+    discount: Tensor | float,
+    terminated: Tensor,
+) -> Tensor:
+    """SAC critic target ``r + discount (1 - terminated) (min_k Q'_k(s', a') - alpha log pi(a'|s'))``."""
+    return td_target(reward, soft_value(next_q, next_log_prob, alpha=alpha), discount=discount, terminated=terminated)
+
+
+def double_q_target(
+    reward: Tensor,
+    next_q_online: Tensor,
+    next_q_target: Tensor,
+    *,
+    discount: Tensor | float,
+    terminated: Tensor,
+) -> Tensor:
+    """Double DQN target (van Hasselt et al. 2016): the online net picks ``a'``, the target net scores it.
+
+    ``next_q_online``, ``next_q_target``: ``[B, A]``.
+    """
+    best = next_q_online.argmax(dim=-1, keepdim=True)
+    return td_target(reward, next_q_target.gather(-1, best).squeeze(-1), discount=discount, terminated=terminated)
+
+
+def temperature_loss(log_alpha: Tensor, log_prob: Tensor, *, target_entropy: float) -> Tensor:
+    """SAC automatic entropy tuning (Haarnoja et al. 2018b, eq. 18): ``-E[log_alpha (log pi + H_target)]``."""
+    return -(log_alpha * (log_prob.detach() + target_entropy)).mean()
+
+
+@torch.no_grad()
+def polyak_update(target: Iterable[Tensor], online: Iterable[Tensor], *, tau: float) -> None:
+    """In place ``target <- (1 - tau) target + tau online`` over matching tensors (one fused call)."""
+    t, o = list(target), list(online)
+    if t:
+        torch._foreach_lerp_(t, o, tau)

@@ -1,0 +1,110 @@
+"""Policy and value heads over flat observations, shared by the algorithms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from polyrl.nets.distributions import Categorical, Gaussian, TanhGaussian
+from polyrl.nets.mlp import EnsembleMLP, mlp
+
+
+class GaussianPolicy(nn.Module):
+    """``pi(a|s)``: a Gaussian (optionally tanh-squashed) over a flat action.
+
+    Args:
+        state_dependent_std: the MLP also outputs ``log_std`` (SAC); otherwise
+            a learned state-independent vector (PPO, IQL).
+        squash: apply ``tanh`` so actions lie in (-1, 1) (SAC).
+        log_std_bounds: clamp for ``log_std``.
+        orthogonal: PPO-style orthogonal init (policy head gain 0.01).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: Sequence[int] = (256, 256),
+        act: str = "relu",
+        *,
+        state_dependent_std: bool = True,
+        squash: bool = True,
+        log_std_bounds: tuple[float, float] = (-20.0, 2.0),
+        init_log_std: float = 0.0,
+        orthogonal: bool = False,
+    ) -> None:
+        super().__init__()
+        self.act_dim, self.squash, self.log_std_bounds = act_dim, squash, log_std_bounds
+        self.state_dependent_std = state_dependent_std
+        out = 2 * act_dim if state_dependent_std else act_dim
+        self.net = mlp(obs_dim, out, hidden, act, orthogonal=orthogonal, out_gain=0.01)
+        if not state_dependent_std:
+            self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
+
+    def forward(self, obs: Tensor) -> Gaussian | TanhGaussian:
+        out = self.net(obs.flatten(1))
+        if self.state_dependent_std:
+            mean, log_std = out.split(self.act_dim, dim=-1)
+        else:
+            mean, log_std = out, self.log_std
+        log_std = log_std.clamp(*self.log_std_bounds)
+        return TanhGaussian(mean, log_std) if self.squash else Gaussian(mean, log_std)
+
+
+class DeterministicPolicy(nn.Module):
+    """``a = tanh(f(s))`` in (-1, 1) (TD3, TD3+BC)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), act: str = "relu") -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, act_dim, hidden, act)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return torch.tanh(self.net(obs.flatten(1)))
+
+
+class CategoricalPolicy(nn.Module):
+    """``pi(a|s)`` over ``n`` discrete actions."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: Sequence[int] = (64, 64), act: str = "tanh", *, orthogonal: bool = False) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, n_actions, hidden, act, orthogonal=orthogonal, out_gain=0.01)
+
+    def forward(self, obs: Tensor) -> Categorical:
+        return Categorical(self.net(obs.flatten(1)))
+
+
+class ValueNet(nn.Module):
+    """``V(s)`` -> ``[B]`` (or ``[B, K]`` with ``n_outputs = K`` for vector values)."""
+
+    def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256), act: str = "relu", *, n_outputs: int = 1, orthogonal: bool = False) -> None:
+        super().__init__()
+        self.n_outputs = n_outputs
+        self.net = mlp(obs_dim, n_outputs, hidden, act, orthogonal=orthogonal, out_gain=1.0)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        v = self.net(obs.flatten(1))
+        return v.squeeze(-1) if self.n_outputs == 1 else v
+
+
+class QEnsemble(nn.Module):
+    """``E`` critics ``Q_k(s, a)`` computed together (stacked weights) -> ``[E, B]``."""
+
+    def __init__(self, n_critics: int, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), act: str = "relu") -> None:
+        super().__init__()
+        self.net = EnsembleMLP(n_critics, obs_dim + act_dim, 1, hidden, act)
+
+    def forward(self, obs: Tensor, action: Tensor) -> Tensor:
+        return self.net(torch.cat([obs.flatten(1), action], dim=-1)).squeeze(-1)
+
+
+class DiscreteQ(nn.Module):
+    """``Q(s, .)`` over ``n`` discrete actions -> ``[B, n]``."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: Sequence[int] = (256, 256), act: str = "relu") -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, n_actions, hidden, act)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.net(obs.flatten(1))

@@ -1,0 +1,111 @@
+"""Multi-layer perceptrons and batched ensembles with stacked weights."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,
+}
+
+
+def activation(name: str) -> type[nn.Module]:
+    """Look up an activation class by name (``relu``, ``tanh``, ``elu``, ``silu``, ``gelu``)."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}") from None
+
+
+def mlp(
+    in_dim: int,
+    out_dim: int,
+    hidden: Sequence[int] = (256, 256),
+    act: str = "relu",
+    *,
+    out_gain: float | None = None,
+    orthogonal: bool = False,
+) -> nn.Sequential:
+    """Build ``Linear -> act -> ... -> Linear``.
+
+    Args:
+        in_dim: input features.
+        out_dim: output features.
+        hidden: widths of the hidden layers.
+        act: activation name.
+        out_gain: with ``orthogonal``, the gain of the output layer (e.g. 0.01
+            for a policy head, 1.0 for a value head).
+        orthogonal: orthogonal initialisation with gain sqrt(2) and zero
+            biases (the PPO implementation detail of Engstrom et al. 2020).
+    """
+    layers: list[nn.Module] = []
+    dims = [in_dim, *hidden]
+    for a, b in zip(dims[:-1], dims[1:]):
+        layers += [nn.Linear(a, b), activation(act)()]
+    layers.append(nn.Linear(dims[-1], out_dim))
+    net = nn.Sequential(*layers)
+    if orthogonal:
+        linears = [m for m in net if isinstance(m, nn.Linear)]
+        for i, m in enumerate(linears):
+            gain = math.sqrt(2.0) if i < len(linears) - 1 else (1.0 if out_gain is None else out_gain)
+            nn.init.orthogonal_(m.weight, gain)
+            nn.init.zeros_(m.bias)
+    return net
+
+
+class EnsembleLinear(nn.Module):
+    """``E`` independent linear layers computed as one batched matmul.
+
+    Weights are stacked as ``[E, in, out]``. Input ``[E, B, in]`` gives
+    ``[E, B, out]``; an input ``[B, in]`` without the ensemble axis is shared
+    by every member.
+    """
+
+    def __init__(self, n_members: int, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.n_members, self.in_dim, self.out_dim = n_members, in_dim, out_dim
+        self.weight = nn.Parameter(torch.empty(n_members, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(n_members, 1, out_dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Same distribution as ``nn.Linear`` (uniform in +-1/sqrt(in)), per member."""
+        bound = 1.0 / math.sqrt(self.in_dim)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(self.n_members, -1, -1)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"members={self.n_members}, in={self.in_dim}, out={self.out_dim}"
+
+
+class EnsembleMLP(nn.Module):
+    """An ensemble of ``E`` MLPs of identical shape as one module (stacked weights).
+
+    ``forward([B, in] or [E, B, in]) -> [E, B, out]``.
+    """
+
+    def __init__(self, n_members: int, in_dim: int, out_dim: int, hidden: Sequence[int] = (256, 256), act: str = "relu") -> None:
+        super().__init__()
+        dims = [in_dim, *hidden]
+        layers: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [EnsembleLinear(n_members, a, b), activation(act)()]
+        layers.append(EnsembleLinear(n_members, dims[-1], out_dim))
+        self.net = nn.Sequential(*layers)
+        self.n_members = n_members
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)

@@ -1,0 +1,170 @@
+"""The online training loop: collect from a data source, update, log, evaluate, checkpoint.
+
+Checkpoints are episode boundaries: after writing one, the training envs
+are reset with a seed derived from ``(seed, step)`` and the newest stored
+transition is marked truncated (so it bootstraps, like a time limit). A run
+resumed from that checkpoint therefore continues bit-identically on CPU for
+any environment, without having to serialise simulator state.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from polyrl.errors import DivergenceError
+from polyrl.train.logger import Logger, to_float
+from polyrl.train.progress import TrainProgress
+from polyrl.train.sources import make_source
+
+if TYPE_CHECKING:
+    from polyrl.agent import Agent
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How a run is driven (not part of the algorithm's config)."""
+
+    eval_every: int = 10_000
+    """Env steps between deterministic evaluations in a separate env (0: only at the end)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation."""
+    checkpoint_every: int = 0
+    """Env steps between checkpoints (0: only at the end)."""
+    log_every: int = 2_000
+    """Env steps between training-metric rows."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept on disk (oldest removed first)."""
+    progress: bool = True
+    """Show a progress bar."""
+    tensorboard: bool = True
+    """Write TensorBoard event files."""
+
+
+def derived_seed(seed: int, step: int) -> int:
+    """Env reset seed after a checkpoint at ``step`` (same for an uninterrupted and a resumed run)."""
+    return (seed * 1_000_003 + step) % (2**31 - 1)
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Drives ``agent.algo`` in ``agent``'s environment; one instance lives across ``learn`` calls."""
+
+    def __init__(self, agent: Agent, settings: TrainSettings) -> None:
+        from polyrl.envs import VecEnv
+
+        self.agent, self.settings = agent, settings
+        cfg: Any = agent.cfg
+        self.env = VecEnv(agent.env_id, cfg.n_envs, vectorization=agent.vectorization, env_kwargs=agent.env_kwargs)
+        self.source = make_source(agent.algo, agent.obs_norm, self.env, agent.seed)
+        self.obs = self.env.reset(agent.seed)
+        self.target = 0
+        self.recent: collections.deque[float] = collections.deque(maxlen=20)
+        self.logger: Logger | None = None
+        self.last_metrics: dict[str, Any] = {}
+
+    # -- resume ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"source": self.source.state_dict(), "obs": self.obs, "target": self.target,
+                "recent": list(self.recent), "rng": rng_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.source.load_state_dict(state["source"])
+        self.obs = np.asarray(state["obs"])
+        self.target = int(state["target"])
+        self.recent.extend(state["recent"])
+        set_rng_state(state["rng"])
+
+    # -- loop --------------------------------------------------------------------------------
+    def run(self, target: int) -> None:
+        agent, algo, s = self.agent, self.agent.algo, self.settings
+        self.target = target
+        algo.total_steps = target
+        run_dir = agent.ensure_run_dir()
+        self.logger = self.logger or Logger(run_dir, tensorboard=s.tensorboard)
+        t0, step0 = time.perf_counter(), algo.env_steps
+        with TrainProgress(f"{algo.name} {agent.env_id}", target, algo.env_steps, enabled=s.progress) as bar:
+            while algo.env_steps < target:
+                prev = algo.env_steps
+                _, self.obs = self.source.collect(self.obs)
+                for batch in self.source.batches():
+                    self.last_metrics = algo.update(batch)
+                for ret, length in self.env.drain_episodes():
+                    self.recent.append(ret)
+                step = algo.env_steps
+                sps = (step - step0) / max(time.perf_counter() - t0, 1e-9)
+                if _crossed(prev, step, s.log_every):
+                    self._log_train(step, sps)
+                if s.eval_every and _crossed(prev, step, s.eval_every) and step < target:
+                    self._log_eval(step)
+                if s.checkpoint_every and _crossed(prev, step, s.checkpoint_every) and step < target:
+                    self.checkpoint()
+                bar.update(step, sps, self.recent[-1] if self.recent else None)
+        if step0 < target:  # something was trained in this call
+            self._log_train(algo.env_steps, (algo.env_steps - step0) / max(time.perf_counter() - t0, 1e-9))
+            self._log_eval(algo.env_steps)
+            self.checkpoint()
+
+    def _log_train(self, step: int, sps: float) -> None:
+        assert self.logger is not None
+        metrics = dict(self.last_metrics)
+        bad = [k for k, v in metrics.items() if not math.isfinite(to_float(v))]
+        if bad:
+            last = self.agent.latest_checkpoint()
+            where = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
+            raise DivergenceError(f"training diverged by step {step} ({', '.join(bad)} not finite); {where}; "
+                                  "lower the learning rate or enable observation normalisation")
+        if self.recent:
+            metrics["train/episode_return"] = float(np.mean(self.recent))
+        metrics["time/steps_per_s"] = sps
+        metrics["train/updates"] = self.agent.algo.n_updates
+        self.logger.log(step, metrics)
+
+    def _log_eval(self, step: int) -> None:
+        assert self.logger is not None
+        if not self.settings.eval_episodes:
+            return
+        res = self.agent.evaluate(self.settings.eval_episodes)
+        self.logger.log(step, {"eval/return": res.mean_return, "eval/return_std": res.std_return,
+                               "eval/length": float(np.mean(res.lengths))})
+
+    def checkpoint(self) -> None:
+        """Write a checkpoint under ``run_dir/checkpoints``, then cut the episodes (see module docstring)."""
+        agent = self.agent
+        for name, w in agent.algo.weights().items():
+            if w.is_floating_point() and not torch.isfinite(w).all():
+                last = agent.latest_checkpoint()
+                raise DivergenceError(f"{name} has non-finite weights at step {agent.algo.env_steps}; not saving; "
+                                      f"the last good checkpoint is {last}")
+        self.source.on_checkpoint()
+        step = agent.algo.env_steps
+        self.obs = self.env.reset(derived_seed(agent.seed, step))
+        self.env.drain_episodes()
+        agent.write_run_checkpoint(step, keep=self.settings.keep_checkpoints)
+
+    def close(self) -> None:
+        self.env.close()
+        if self.logger is not None:
+            self.logger.close()
+
+
+def _crossed(prev: int, now: int, every: int) -> bool:
+    return every > 0 and now // every > prev // every
