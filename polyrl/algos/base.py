@@ -205,5 +205,5 @@ class Algorithm(abc.ABC):
 
 
 def adam(params: Any, lr: float, **kw: Any) -> torch.optim.Adam:
-    """Adam with the fused multi-tensor (foreach) path."""
-    return torch.optim.Adam(params, lr=lr, foreach=True, **kw)
+    """Adam with the fused kernel (one call for every parameter; CPU and CUDA)."""
+    return torch.optim.Adam(params, lr=lr, fused=True, **kw)

@@ -29,6 +29,7 @@ from polyrl.algos.base import Algorithm, adam
 from polyrl.algos.offpolicy import OffPolicyConfig
 from polyrl.losses import polyak_update, soft_q_target, temperature_loss
 from polyrl.nets.heads import GaussianPolicy, QEnsemble
+from polyrl.nets.mlp import frozen
 from polyrl.types import TransitionBatch
 
 
@@ -109,7 +110,8 @@ class SAC(Algorithm):
 
         # Actor: maximise min_k Q_k(s, a~pi) + alpha H.
         action, log_prob = s.actor(batch.obs).rsample_with_log_prob()
-        q_pi = s.critic(batch.obs, action).min(0).values
+        with frozen(s.critic):
+            q_pi = s.critic(batch.obs, action).min(0).values
         actor_loss = (alpha * log_prob - q_pi).mean()
         s.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()

@@ -24,6 +24,7 @@ from polyrl.algos.base import Algorithm, adam
 from polyrl.algos.offpolicy import OffPolicyConfig
 from polyrl.losses import polyak_update, td_target
 from polyrl.nets.heads import DeterministicPolicy, QEnsemble
+from polyrl.nets.mlp import frozen
 from polyrl.types import TransitionBatch
 
 
@@ -103,7 +104,8 @@ class TD3(Algorithm):
         metrics: dict[str, float | Tensor] = {"loss/critic": critic_loss.detach(), "train/q": q.detach().mean()}
 
         if self.n_updates % c.policy_delay == 0:
-            actor_loss = -s.critic(batch.obs, s.actor(batch.obs))[0].mean()
+            with frozen(s.critic):
+                actor_loss = -s.critic(batch.obs, s.actor(batch.obs))[0].mean()
             s.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             s.actor_opt.step()

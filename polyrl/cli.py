@@ -1,0 +1,191 @@
+"""The ``polyrl`` command: a thin layer over the Python API.
+
+``polyrl train ALGO [ENV]`` builds its options from the algorithm's
+``Config`` dataclass, so every config field is a ``--field-name`` option
+with the field's default and docstring as help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, get_type_hints
+
+from polyrl import algos
+from polyrl._version import __version__
+from polyrl.errors import ConfigError, PolyrlError
+
+TRAIN_USAGE = "polyrl train ALGO [ENV] [--env ID] [--steps N] [--seed S] [--run-dir DIR] [--<config-field> V ...]"
+
+
+def _type_name(typ: Any) -> str:
+    return getattr(typ, "__name__", None) or str(typ).replace("typing.", "")
+
+
+def _train_parser(algo_name: str | None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"polyrl train {algo_name or 'ALGO'}", usage=TRAIN_USAGE.replace("ALGO", algo_name or "ALGO"),
+                                description="Train an agent; writes config, metrics, TensorBoard logs and checkpoints to the run directory.")
+    p.add_argument("env_pos", nargs="?", metavar="ENV", help="Gymnasium environment id (same as --env)")
+    run = p.add_argument_group("run")
+    run.add_argument("--env", help="Gymnasium environment id")
+    run.add_argument("--steps", type=int, default=None, help="environment steps to train (default 100000; with --resume: total steps to reach)")
+    run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    run.add_argument("--run-dir", default=None, help="run directory (default runs/<algo>-<env>-s<seed>-<time>)")
+    run.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    run.add_argument("--eval-every", type=int, default=10_000, help="env steps between evaluations; 0: at the end only (default 10000)")
+    run.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation (default 10)")
+    run.add_argument("--checkpoint-every", type=int, default=0, help="env steps between checkpoints; 0: at the end only (default 0)")
+    run.add_argument("--async-envs", action="store_true", help="step the training envs in subprocesses")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files")
+    run.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR from its latest checkpoint")
+    if algo_name is not None:
+        cls = algos.get(algo_name)
+        group = p.add_argument_group(f"{cls.name} config (from {cls.Config.__name__})")
+        docs = cls.Config.field_docs()
+        hints = get_type_hints(cls.Config)
+        for f in dataclasses.fields(cls.Config):
+            flag = "--" + f.name.replace("_", "-")
+            names = [flag] if "_" not in f.name else [flag, "--" + f.name]
+            default = f.default
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            help_text = f"{docs.get(f.name, '')} [{_type_name(hints[f.name])}, default {shown}]"
+            if hints[f.name] is bool:
+                group.add_argument(*names, dest=f"cfg__{f.name}", action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            else:
+                group.add_argument(*names, dest=f"cfg__{f.name}", default=None, metavar="V", help=help_text)
+    return p
+
+
+def _unknown_option_error(algo_name: str, leftovers: list[str], parser: argparse.ArgumentParser) -> ConfigError:
+    bad = next((x for x in leftovers if x.startswith("-")), leftovers[0]).split("=")[0]
+    options = [o for a in parser._actions for o in a.option_strings]
+    close = difflib.get_close_matches(bad, options, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    what = "option" if bad.startswith("-") else "argument"
+    return ConfigError(f"unknown {what} {bad} for {algo_name}{hint} (`polyrl train {algo_name} --help` lists the config fields)")
+
+
+def cmd_train(argv: Sequence[str]) -> int:
+    from polyrl.agent import Agent
+    from polyrl.train import TrainSettings
+
+    algo_name = argv[0] if argv and not argv[0].startswith("-") else None
+    if algo_name is None and "--resume" not in argv:
+        _train_parser(None).print_help()
+        print(f"\nalgorithms: {', '.join(algos.names())}")
+        return 0 if any(a in ("-h", "--help") for a in argv) else 2
+    parser = _train_parser(algo_name)
+    args, leftovers = parser.parse_known_args(list(argv[1:] if algo_name else argv))
+    if leftovers:
+        raise _unknown_option_error(algo_name or "train", leftovers, parser)
+    config = {k[5:]: v for k, v in vars(args).items() if k.startswith("cfg__") and v is not None}
+    settings = TrainSettings(eval_every=args.eval_every, eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
+                             progress=not args.no_progress and sys.stderr.isatty(), tensorboard=not args.no_tensorboard)
+    if args.resume:
+        if config:
+            raise ConfigError(f"a resumed run keeps its config; drop {', '.join('--' + k.replace('_', '-') for k in config)}")
+        agent = Agent.load(args.resume, device=args.device)
+        agent.settings = settings
+        steps = None if args.steps is None else max(args.steps - agent.algo.env_steps, 0)
+        if steps == 0:
+            print(f"{args.resume} already has {agent.algo.env_steps} steps; nothing to do")
+            return 0
+    else:
+        env = args.env or args.env_pos
+        if env is None:
+            raise ConfigError(f"no environment given; usage: {TRAIN_USAGE}")
+        if args.env and args.env_pos and args.env != args.env_pos:
+            raise ConfigError(f"two environments given ({args.env_pos} and --env {args.env}); give one")
+        agent = Agent(algo_name, env, seed=args.seed, device=args.device, run_dir=args.run_dir,  # type: ignore[arg-type]
+                      vectorization="async" if args.async_envs else "sync", settings=settings, **config)
+        steps = 100_000 if args.steps is None else args.steps
+    try:
+        agent.learn(steps)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the last checkpoint is {agent.latest_checkpoint()}", file=sys.stderr)
+        return 130
+    finally:
+        agent.close()
+    last = agent.latest_checkpoint()
+    print(f"run directory: {agent.run_dir}\ncheckpoint: {last}")
+    rows = [json.loads(line) for line in open(agent.run_dir / "metrics.jsonl")]  # type: ignore[operator]
+    evals = [r for r in rows if "eval/return" in r]
+    if evals:
+        print(f"final evaluation: return {evals[-1]['eval/return']:.2f} +- {evals[-1]['eval/return_std']:.2f} at step {evals[-1]['step']}")
+    return 0
+
+
+def cmd_eval(argv: Sequence[str]) -> int:
+    from polyrl.agent import Agent
+
+    p = argparse.ArgumentParser(prog="polyrl eval", description="Evaluate a run's latest checkpoint (or a checkpoint directory) deterministically.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the run's seed + 10000)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args(argv)
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    agent = Agent.load(args.run_dir, device=args.device, resume=False)
+    res = agent.evaluate(args.episodes, seed=args.seed)
+    agent.close()
+    out = res.to_json() | {"algo": agent.algo_cls.name, "env": agent.env_id, "env_steps": agent.algo.env_steps}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{agent.algo_cls.name} on {agent.env_id} after {agent.algo.env_steps} steps: "
+              f"return {res.mean_return:.2f} +- {res.std_return:.2f} over {len(res.returns)} episodes")
+    return 0
+
+
+def cmd_list(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="polyrl list", description="List the algorithms and the action spaces they handle.")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    rows = [{"algo": n, "action_spaces": list(c.action_kinds), "regime": c.regime,
+             "summary": (c.__module__ and (sys.modules[c.__module__].__doc__ or "").strip().splitlines()[0])}
+            for n, c in sorted(algos.REGISTRY.items())]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print(f"{'algorithm':<10} {'actions':<14} {'regime':<11} description")
+        for r in rows:
+            print(f"{r['algo']:<10} {'/'.join(r['action_spaces']):<14} {r['regime']:<11} {r['summary']}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``polyrl`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"polyrl {__version__}: policy optimisation in every RL regime\n\n"
+              f"usage: polyrl {{{','.join(COMMANDS)}}} ...\n"
+              f"  train  {TRAIN_USAGE[13:]}\n  eval   RUN_DIR [--episodes N] [--json]\n  list   [--json]")
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        print(f"polyrl {__version__}")
+        return 0
+    cmd = COMMANDS.get(argv[0])
+    if cmd is None:
+        close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
+        print(f"error: unknown command {argv[0]!r}" + (f"; did you mean {close[0]!r}?" if close else f" (commands: {', '.join(COMMANDS)})"),
+              file=sys.stderr)
+        return 2
+    try:
+        return cmd(argv[1:])
+    except PolyrlError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
