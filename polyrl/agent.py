@@ -26,7 +26,7 @@ import torch
 
 from polyrl import algos
 from polyrl._version import __version__
-from polyrl.envs import EnvSpec, RunningNorm, VecEnv
+from polyrl.envs import RunningNorm, VecEnv
 from polyrl.errors import CheckpointError
 from polyrl.train.checkpoint import LATEST, read_checkpoint, resolve, write_checkpoint, write_text_atomic
 from polyrl.train.evaluate import EvalResult, run_episodes
@@ -74,8 +74,9 @@ class Agent:
         probe = VecEnv(env, 1, env_kwargs=self.env_kwargs)  # validates the id and reads the spaces
         self.env_id, self.spec = probe.env_id, probe.spec
         probe.close()
-        torch.manual_seed(self.seed)
-        self.algo = self.algo_cls(self.cfg, self.spec, self.device)
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.seed)  # network init depends on the seed only, not on the caller's RNG
+            self.algo = self.algo_cls(self.cfg, self.spec, self.device)
         self.obs_norm = RunningNorm(self.spec.obs_shape, enabled=self.cfg.normalize_obs).to(self.device)
         self.trainer: Trainer | None = None
         self._pending_resume: Any | None = None

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from polyrl.algos.base import Algorithm, adam
 from polyrl.algos.offpolicy import OffPolicyConfig

@@ -26,8 +26,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from polyrl.errors import UnknownEnvError, UnsupportedSpaceError
 from polyrl.envs.normalize import RunningNorm
+from polyrl.errors import UnknownEnvError, UnsupportedSpaceError
 
 __all__ = ["EnvSpec", "RunningNorm", "StepResult", "VecEnv", "check_env_id", "make", "space_kind"]
 

@@ -22,6 +22,12 @@ from polyrl.errors import DivergenceError
 from polyrl.types import TransitionBatch
 
 
+def _check_action(action: np.ndarray, step: int) -> np.ndarray:
+    if action.dtype.kind == "f" and not np.isfinite(action).all():
+        raise DivergenceError(f"the policy produced non-finite actions at step {step} (training diverged)")
+    return action
+
+
 def _check_finite(res: StepResult, env: VecEnv) -> None:
     if not np.isfinite(res.reward).all():
         raise DivergenceError(f"{env.env_id} returned a non-finite reward {res.reward.tolist()}; check the environment (polyrl stops rather than learn from it)")
@@ -50,7 +56,7 @@ class RolloutSource:
             self.norm.update(obs)
             x = self._tensor(obs)
             action, log_prob, value = algo.policy_step(x)  # type: ignore[attr-defined]
-            res = env.step(action.cpu().numpy())
+            res = env.step(_check_action(action.cpu().numpy(), algo.env_steps))
             _check_finite(res, env)
             final_value = torch.zeros_like(value)
             if res.truncated.any():
@@ -110,7 +116,7 @@ class ReplaySource:
             if algo.env_steps < self.cfg.learning_starts:
                 action = self._random_action()
             else:
-                action = algo.act(self.norm(torch.as_tensor(obs, device=algo.device))).cpu().numpy()
+                action = _check_action(algo.act(self.norm(torch.as_tensor(obs, device=algo.device))).cpu().numpy(), algo.env_steps)
             res = env.step(action)
             _check_finite(res, env)
             self.buffer.add(obs, action, res.reward, res.next_obs, res.terminated, res.truncated)

@@ -12,6 +12,9 @@ from __future__ import annotations
 import collections
 import math
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +68,29 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def seeded_rng_state(seed: int) -> dict[str, Any]:
+    """The RNG state ``torch.manual_seed(seed)`` would give, without touching the global state."""
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_available() else []):
+        torch.manual_seed(seed)
+        return rng_state()
+
+
+@contextmanager
+def rng_scope(state: dict[str, Any]) -> Iterator[None]:
+    """Run the block on the RNG stream ``state`` (updated in place), then restore the caller's stream.
+
+    Each trainer owns its stream, so two agents trained in one process do not
+    perturb each other and the user's global RNG is left as it was.
+    """
+    saved = rng_state()
+    set_rng_state(state)
+    try:
+        yield
+    finally:
+        state.update(rng_state())
+        set_rng_state(saved)
+
+
 class Trainer:
     """Drives ``agent.algo`` in ``agent``'s environment; one instance lives across ``learn`` calls."""
 
@@ -76,25 +102,48 @@ class Trainer:
         self.env = VecEnv(agent.env_id, cfg.n_envs, vectorization=agent.vectorization, env_kwargs=agent.env_kwargs)
         self.source = make_source(agent.algo, agent.obs_norm, self.env, agent.seed)
         self.obs = self.env.reset(agent.seed)
+        self.rng = seeded_rng_state(agent.seed + 1)
+        self._running = False
         self.target = 0
         self.recent: collections.deque[float] = collections.deque(maxlen=20)
+        self.recent_length: collections.deque[int] = collections.deque(maxlen=20)
         self.logger: Logger | None = None
         self.last_metrics: dict[str, Any] = {}
 
     # -- resume ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"source": self.source.state_dict(), "obs": self.obs, "target": self.target,
-                "recent": list(self.recent), "rng": rng_state()}
+                "recent": list(self.recent), "recent_length": list(self.recent_length), "rng": rng_state() if self._running else dict(self.rng)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.source.load_state_dict(state["source"])
-        self.obs = np.asarray(state["obs"])
+        # The checkpoint reset the envs with this seed; doing the same puts them in the identical state.
+        self.obs = self.env.reset(derived_seed(self.agent.seed, self.agent.algo.env_steps))
+        if not np.array_equal(self.obs, np.asarray(state["obs"])):
+            warnings.warn(f"{self.env.env_id} does not reproduce its checkpointed reset under the same seed; "
+                          "the resumed run continues correctly but not bit-identically", stacklevel=2)
         self.target = int(state["target"])
         self.recent.extend(state["recent"])
-        set_rng_state(state["rng"])
+        self.recent_length.extend(state["recent_length"])
+        self.rng = dict(state["rng"])
 
     # -- loop --------------------------------------------------------------------------------
     def run(self, target: int) -> None:
+        """Train until ``agent.algo.env_steps`` reaches ``target``, on this trainer's own RNG stream."""
+        with rng_scope(self.rng):
+            self._running = True
+            try:
+                self._run(target)
+            except DivergenceError as e:
+                raise DivergenceError(f"{e}; {self._last_good()}") from None
+            finally:
+                self._running = False
+
+    def _last_good(self) -> str:
+        last = self.agent.latest_checkpoint()
+        return f"the last good checkpoint is {last}" if last else "no checkpoint was written"
+
+    def _run(self, target: int) -> None:
         agent, algo, s = self.agent, self.agent.algo, self.settings
         self.target = target
         algo.total_steps = target
@@ -109,6 +158,7 @@ class Trainer:
                     self.last_metrics = algo.update(batch)
                 for ret, length in self.env.drain_episodes():
                     self.recent.append(ret)
+                    self.recent_length.append(length)
                 step = algo.env_steps
                 sps = (step - step0) / max(time.perf_counter() - t0, 1e-9)
                 if _crossed(prev, step, s.log_every):
@@ -128,12 +178,11 @@ class Trainer:
         metrics = dict(self.last_metrics)
         bad = [k for k, v in metrics.items() if not math.isfinite(to_float(v))]
         if bad:
-            last = self.agent.latest_checkpoint()
-            where = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
-            raise DivergenceError(f"training diverged by step {step} ({', '.join(bad)} not finite); {where}; "
-                                  "lower the learning rate or enable observation normalisation")
+            raise DivergenceError(f"training diverged by step {step} ({', '.join(bad)} not finite; "
+                                  "lower the learning rate or enable observation normalisation)")
         if self.recent:
             metrics["train/episode_return"] = float(np.mean(self.recent))
+            metrics["train/episode_length"] = float(np.mean(self.recent_length))
         metrics["time/steps_per_s"] = sps
         metrics["train/updates"] = self.agent.algo.n_updates
         self.logger.log(step, metrics)
@@ -151,9 +200,7 @@ class Trainer:
         agent = self.agent
         for name, w in agent.algo.weights().items():
             if w.is_floating_point() and not torch.isfinite(w).all():
-                last = agent.latest_checkpoint()
-                raise DivergenceError(f"{name} has non-finite weights at step {agent.algo.env_steps}; not saving; "
-                                      f"the last good checkpoint is {last}")
+                raise DivergenceError(f"{name} has non-finite weights at step {agent.algo.env_steps}; not saving it")
         self.source.on_checkpoint()
         step = agent.algo.env_steps
         self.obs = self.env.reset(derived_seed(agent.seed, step))

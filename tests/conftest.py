@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny configs so every algorithm trains in a fraction of a second."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+TINY = {
+    "ppo": {"n_steps": 32, "batch_size": 16, "n_epochs": 2, "hidden": (16, 16)},
+    "sac": {"learning_starts": 50, "batch_size": 16, "buffer_size": 1000, "hidden": (16, 16)},
+    "td3": {"learning_starts": 50, "batch_size": 16, "buffer_size": 1000, "hidden": (16, 16)},
+    "dqn": {"learning_starts": 50, "batch_size": 16, "buffer_size": 1000, "hidden": (16, 16), "target_update_interval": 20},
+}
+
+
+def env_for(algo: str) -> str:
+    """A fast env whose action space the algorithm handles."""
+    from polyrl import algos
+
+    return "Pendulum-v1" if "box" in algos.get(algo).action_kinds else "CartPole-v1"
+
+
+class NaNRewardEnv(gym.Env):
+    """Returns a NaN reward on the third step (for the bad-input tests)."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        reward = float("nan") if self.t == 3 else 1.0
+        return np.zeros(3, np.float32), reward, False, self.t >= 10, {}
+
+
+if "PolyrlNaN-v0" not in gym.registry:
+    gym.register("PolyrlNaN-v0", entry_point=NaNRewardEnv)
+
+
+@pytest.fixture(autouse=True)
+def _threads(request):
+    """Tiny nets run fastest on one thread; learning tests (256-wide nets) use every core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(before if request.node.get_closest_marker("slow") else 1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,66 @@
+"""CLI smoke runs and error messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from polyrl.cli import main
+
+FAST = ["--no-progress", "--no-tensorboard", "--eval-every", "0", "--eval-episodes", "2"]
+
+
+def test_list(capsys):
+    assert main(["list", "--json"]) == 0
+    rows = {r["algo"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["ppo"]["action_spaces"] == ["box", "discrete"] and rows["dqn"]["action_spaces"] == ["discrete"]
+
+
+def test_train_then_eval_json(tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main(["train", "ppo", "CartPole-v1", "--steps", "256", "--run-dir", str(run), "--n-steps", "64",
+                 "--batch-size", "32", "--hidden", "16,16", "--no-anneal-lr", *FAST])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"run directory: {run}" in out and "final evaluation" in out
+    saved = json.loads((run / "run.json").read_text())
+    assert saved["config"]["hidden"] == [16, 16] and saved["config"]["anneal_lr"] is False
+    assert main(["eval", str(run), "--episodes", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["episodes"] == 3 and {"mean_return", "std_return"} <= set(result)
+
+
+def test_resume_from_cli(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "dqn", "--env", "CartPole-v1", "--steps", "200", "--run-dir", str(run),
+                 "--learning-starts", "50", "--hidden", "16,16", *FAST]) == 0
+    assert main(["train", "--resume", str(run), "--steps", "400", *FAST]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--json", "--episodes", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["env_steps"] == 400
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "ppo", "CartPol-v1"], "unknown environment id 'CartPol-v1'; did you mean CartPole-v1"),
+        (["train", "sac", "CartPole-v1"], "sac cannot handle discrete actions"),
+        (["train", "ppo", "CartPole-v1", "--learnin-rate", "1"], "unknown option --learnin-rate for ppo; did you mean --learning-rate?"),
+        (["train", "ppo", "CartPole-v1", "--n-steps", "x"], "config field 'n_steps' expects int"),
+        (["train", "pp", "CartPole-v1"], "unknown algorithm 'pp'; did you mean 'ppo'?"),
+        (["train", "ppo"], "no environment given"),
+        (["eval", "/nonexistent/run"], "no such run or checkpoint directory"),
+    ],
+)
+def test_errors_are_one_clear_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_console_script_runs():
+    out = subprocess.run([sys.executable, "-m", "polyrl.cli", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("polyrl ")

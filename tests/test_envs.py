@@ -1,0 +1,70 @@
+"""Environment wrapper: spaces, rescaling, same-step reset, episode stats, errors, normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from polyrl import envs
+from polyrl.envs import RunningNorm
+from polyrl.errors import UnknownEnvError
+
+
+def test_unknown_env_suggests_close_match():
+    with pytest.raises(UnknownEnvError, match="did you mean CartPole-v1"):
+        envs.make("CartPol-v1")
+
+
+def test_box_action_rescaling():
+    env, _ = envs.make("MountainCarContinuous-v0", seed=0)  # Box(-1, 1)
+    np.testing.assert_allclose(env.to_env_action(np.array([[0.5]])), [[0.5]])
+    env, _ = envs.make("Pendulum-v1", seed=0)  # Box(-2, 2)
+    np.testing.assert_allclose(env.to_env_action(np.array([[-1.0], [0.25], [3.0]])), [[-2.0], [0.5], [2.0]])
+
+
+def test_discrete_obs_is_one_hot():
+    env, obs = envs.make("FrozenLake-v1", seed=0)
+    assert env.spec.obs_shape == (16,) and obs.shape == (1, 16) and obs.sum() == 1.0
+
+
+def test_same_step_reset_gives_final_obs_and_episode_stats():
+    env, obs = envs.make("CartPole-v1", n_envs=2, seed=0)
+    steps = 0
+    while True:
+        res = env.step(np.zeros(2, dtype=np.int64))
+        steps += 1
+        if res.terminated.any():
+            i = int(np.flatnonzero(res.terminated)[0])
+            assert not np.allclose(res.next_obs[i], res.obs[i])  # final obs differs from the new episode's first
+            assert abs(res.obs[i]).max() <= 0.05  # CartPole resets near zero
+            eps = env.drain_episodes()
+            assert eps and eps[0] == (float(steps), steps)
+            break
+
+
+def test_seeding_is_reproducible():
+    _, a = envs.make("CartPole-v1", n_envs=3, seed=7)
+    _, b = envs.make("CartPole-v1", n_envs=3, seed=7)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_running_norm_matches_batch_statistics():
+    x = np.random.default_rng(0).normal(3.0, 2.0, size=(1000, 4))
+    norm = RunningNorm((4,))
+    for chunk in np.array_split(x, 7):
+        norm.update(chunk)
+    np.testing.assert_allclose(norm.mean.numpy(), x.mean(0), rtol=1e-10)
+    np.testing.assert_allclose(norm.var.numpy(), x.var(0), rtol=1e-10)
+    z = norm(torch.as_tensor(x, dtype=torch.float32))
+    assert abs(z.mean().item()) < 1e-4 and abs(z.std().item() - 1) < 1e-2
+    norm.frozen = True
+    norm.update(x + 100)
+    np.testing.assert_allclose(norm.mean.numpy(), x.mean(0), rtol=1e-10)
+
+
+def test_async_vectorization():
+    env, obs = envs.make("CartPole-v1", n_envs=2, seed=0, vectorization="async")
+    res = env.step(np.zeros(2, dtype=np.int64))
+    assert res.obs.shape == (2, 4)
+    env.close()

@@ -1,0 +1,92 @@
+"""Networks and distributions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.distributions import Categorical as TCategorical
+from torch.distributions import Normal
+
+from polyrl.nets import Categorical, EnsembleLinear, EnsembleMLP, Gaussian, TanhGaussian, frozen, mlp
+from polyrl.nets.heads import QEnsemble
+
+
+def test_mlp_shapes_and_orthogonal_init():
+    net = mlp(5, 3, (8, 8), "tanh", orthogonal=True, out_gain=0.01)
+    assert net(torch.randn(4, 5)).shape == (4, 3)
+    last = [m for m in net if isinstance(m, nn.Linear)][-1]
+    assert last.weight.abs().max() < 0.05 and torch.all(last.bias == 0)
+    with pytest.raises(ValueError, match="unknown activation"):
+        mlp(1, 1, act="swishy")
+
+
+def test_ensemble_linear_equals_separate_linears():
+    layer = EnsembleLinear(3, 4, 2)
+    x = torch.randn(3, 5, 4)
+    out = layer(x)
+    for k in range(3):
+        torch.testing.assert_close(out[k], x[k] @ layer.weight[k] + layer.bias[k])
+    shared = torch.randn(5, 4)
+    torch.testing.assert_close(layer(shared)[1], shared @ layer.weight[1] + layer.bias[1])
+
+
+def test_ensemble_members_are_independent():
+    net = EnsembleMLP(4, 3, 1, (8,))
+    x = torch.randn(10, 3)
+    out = net(x)
+    assert out.shape == (4, 10, 1)
+    out[2].sum().backward()
+    grads = net.net[0].weight.grad
+    assert grads[2].abs().sum() > 0 and grads[[0, 1, 3]].abs().sum() == 0
+
+
+def test_q_ensemble_shape():
+    q = QEnsemble(2, 3, 2, (8, 8))
+    assert q(torch.randn(7, 3), torch.randn(7, 2)).shape == (2, 7)
+
+
+def test_gaussian_matches_torch():
+    mean, log_std = torch.randn(6, 3), torch.randn(6, 3) * 0.3
+    x = torch.randn(6, 3)
+    d, ref = Gaussian(mean, log_std), Normal(mean, log_std.exp())
+    torch.testing.assert_close(d.log_prob(x), ref.log_prob(x).sum(-1))
+    torch.testing.assert_close(d.entropy(), ref.entropy().sum(-1))
+
+
+def test_tanh_gaussian_log_prob_change_of_variables():
+    mean, log_std = torch.randn(5, 2), torch.randn(5, 2) * 0.3
+    d = TanhGaussian(mean, log_std)
+    a, logp = d.rsample_with_log_prob()
+    assert a.abs().max() < 1
+    u = torch.atanh(a.clamp(-1 + 1e-6, 1 - 1e-6))
+    expected = Normal(mean, log_std.exp()).log_prob(u).sum(-1) - torch.log(1 - torch.tanh(u) ** 2).sum(-1)
+    torch.testing.assert_close(logp, expected, atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(d.log_prob(a), logp, atol=1e-3, rtol=1e-3)
+
+
+def test_categorical_matches_torch():
+    logits = torch.randn(4, 5)
+    a = torch.tensor([0, 4, 2, 1])
+    d, ref = Categorical(logits), TCategorical(logits=logits)
+    torch.testing.assert_close(d.log_prob(a), ref.log_prob(a))
+    torch.testing.assert_close(d.entropy(), ref.entropy())
+    assert d.mode().tolist() == logits.argmax(-1).tolist()
+    torch.manual_seed(0)
+    counts = torch.bincount(Categorical(torch.log(torch.tensor([[0.7, 0.3]]).expand(4000, 2))).sample(), minlength=2)
+    assert abs(counts[0].item() / 4000 - 0.7) < 0.03
+
+
+def test_frozen_skips_weight_grads_keeps_input_grads():
+    net = mlp(3, 1, (4,))
+    x = torch.randn(2, 3, requires_grad=True)
+    with frozen(net):
+        net(x).sum().backward()
+    assert x.grad is not None and all(p.grad is None for p in net.parameters())
+    assert all(p.requires_grad for p in net.parameters())
+
+
+def test_gaussian_entropy_value():
+    assert Gaussian(torch.zeros(2), torch.zeros(2)).entropy().item() == pytest.approx(math.log(2 * math.pi * math.e))
