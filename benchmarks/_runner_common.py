@@ -62,7 +62,10 @@ class UpdateWindow:
 
     def summary(self, updates: int) -> dict[str, Any]:
         if self.start is None or self.end is None or self.end <= self.start:
-            return {"learn_phase_s": None, "updates": updates, "updates_per_s": None, "steps_per_s": None}
+            # Never silently report nothing: the hook is how the learning phase is timed.
+            raise RuntimeError(f"the update hook ran {self.calls} time(s) for {updates} updates; the library no "
+                               "longer calls the wrapped method (update the runner) or the budget ends before "
+                               "learning_starts")
         dt = self.end - self.start
         return {"learn_phase_s": dt, "updates": updates, "updates_per_s": updates / dt,
                 "learn_phase_env_steps": self.steps_at_end - self.steps_at_start,

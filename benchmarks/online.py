@@ -1,6 +1,6 @@
 """polyrl vs Stable-Baselines3 on online RL: throughput, return at a fixed budget, and time to solve.
 
-    python benchmarks/online.py                       # everything, 3 seeds (about 75 min on 2 cores)
+    python benchmarks/online.py                       # everything, 3 seeds (about 70 min on 2 cores)
     python benchmarks/online.py --task Hopper-v5 --algo sac
     python benchmarks/online.py --quick               # smoke run, a few minutes; writes under benchmarks/.work/
     python benchmarks/online.py --render              # only regenerate BENCHMARKS.md from the JSON
@@ -31,7 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ SB3_VENV = HERE / ".venvs" / "sb3"
 SB3_PACKAGES = ("stable-baselines3", "gymnasium[mujoco]", "mujoco")
 START, END = "<!-- online:start -->", "<!-- online:end -->"
 RUN_TIMEOUT_S = 3600
+BUSY_WARNING = 0.25  # cores used by other processes during a run above which its timing is flagged
 
 # -- the cases: hyperparameters said once, for both libraries ----------------------------------
 OFF_POLICY = dict(learning_starts=1000, batch_size=256, buffer_size=1_000_000, train_freq=1, gradient_steps=1,
@@ -93,8 +94,7 @@ class Case:
     mode: str = "throughput"  # or "threshold"
     threshold: float | None = None
     eval_every: int = 0
-    est_s: float = 60.0  # rough seconds per run (both libraries), for the ETA
-    extra: dict[str, Any] = field(default_factory=dict)
+    est_s: float = 60.0  # rough wall seconds of one full-budget run on 2 cores (either library), for the ETA
 
     @property
     def key(self) -> str:
@@ -102,12 +102,12 @@ class Case:
 
 
 CASES = (
-    Case("Pendulum-v1", "sac", SAC_HP, 10_000, 1_500, (UPDATES_PER_S, RETURN), est_s=55),
-    Case("Hopper-v5", "sac", SAC_HP, 25_000, 1_500, (UPDATES_PER_S, RETURN), est_s=150),
+    Case("Pendulum-v1", "sac", SAC_HP, 10_000, 1_500, (UPDATES_PER_S, RETURN), est_s=130),
+    Case("Hopper-v5", "sac", SAC_HP, 25_000, 1_500, (UPDATES_PER_S, RETURN), est_s=360),
     Case("CartPole-v1", "ppo", PPO_HP, 100_000, 100_000, (SECONDS_TO_475,), mode="threshold", threshold=475.0,
-         eval_every=5_000, est_s=45),
-    Case("Pendulum-v1", "td3", TD3_HP, 10_000, 1_500, (STEPS_PER_S, RETURN), est_s=40),
-    Case("CartPole-v1", "dqn", DQN_HP, 50_000, 5_000, (STEPS_PER_S, RETURN), est_s=40),
+         eval_every=5_000, est_s=25),
+    Case("Pendulum-v1", "td3", TD3_HP, 10_000, 1_500, (STEPS_PER_S, RETURN), est_s=95),
+    Case("CartPole-v1", "dqn", DQN_HP, 50_000, 5_000, (STEPS_PER_S, RETURN), est_s=55),
 )
 
 
@@ -203,21 +203,66 @@ def run_one(lib: str, case: Case, seed: int, steps: int, threads: int, sb3_pytho
     env.pop("PYTHONPATH", None)
     log = WORK / "logs" / f"{case.algo}-{case.task}-{lib}-s{seed}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    load = BackgroundLoad()
     proc = subprocess.run([python, str(HERE / script), json.dumps(spec)], capture_output=True, text=True,
                           env=env, cwd=str(HERE), timeout=RUN_TIMEOUT_S)
+    background = load.cores()
     log.write_text(f"$ {python} {script} '{json.dumps(spec)}'\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         raise RuntimeError(f"{lib} run {case.key} seed {seed} failed (exit {proc.returncode}); log: {log}\n{tail}")
-    return json.loads(lines[-1])
+    result = json.loads(lines[-1])
+    result["background_load"] = background
+    return result
 
 
-def median_or_none(values: list[float | None]) -> float | None:
-    """Median where a missing value (unsolved run) counts as +inf; None if the median itself is missing."""
+class BackgroundLoad:
+    """CPU used by other processes while a run is going on, in cores (None where /proc/stat is missing).
+
+    Machine-wide busy CPU time minus the run's own (its rusage): anything well
+    above 0 means something else competed for the 2 cores and skewed the run.
+    """
+
+    def __init__(self) -> None:
+        self.busy, self.children, self.t0 = _busy_cpu_s(), _children_cpu_s(), time.perf_counter()
+
+    def cores(self) -> float | None:
+        busy = _busy_cpu_s()
+        if busy is None or self.busy is None:
+            return None
+        others = (busy - self.busy) - (_children_cpu_s() - self.children)
+        return round(max(others, 0.0) / max(time.perf_counter() - self.t0, 1e-9), 2)
+
+
+def _busy_cpu_s() -> float | None:
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def median_or_none(values: list[float | None], missing_is_inf: bool) -> float | None:
+    """Median of the seeds' values, or None.
+
+    With ``missing_is_inf`` (seconds-to-threshold) a missing value, i.e. an unsolved
+    seed, counts as +inf, so the median is None when most seeds did not solve.
+    """
+    if missing_is_inf:
+        values = [math.inf if v is None else v for v in values]
+    values = [v for v in values if v is not None]
     if not values:
         return None
-    m = statistics.median(math.inf if v is None else v for v in values)
+    m = statistics.median(values)
     return None if math.isinf(m) else m
 
 
@@ -226,7 +271,8 @@ def make_records(case: Case, runs: dict[str, list[dict[str, Any]]], seeds: list[
     records = []
     for metric in case.metrics:
         values = {lib: [r.get(metric.key) for r in runs[lib]] for lib in ("polyrl", "sb3")}
-        ours, peer = median_or_none(values["polyrl"]), median_or_none(values["sb3"])
+        missing_is_inf = not metric.higher_is_better
+        ours, peer = median_or_none(values["polyrl"], missing_is_inf), median_or_none(values["sb3"], missing_is_inf)
         ratio = None
         if ours is not None and peer is not None and ours > 0 and peer > 0:
             ratio = ours / peer if metric.higher_is_better else peer / ours
@@ -237,6 +283,7 @@ def make_records(case: Case, runs: dict[str, list[dict[str, Any]]], seeds: list[
             "command": command, "date": date, "torch_threads": threads, "notes": NOTES[metric.name],
             "runs": {"polyrl": [_round(v, metric.digits) for v in values["polyrl"]],
                      "peer": [_round(v, metric.digits) for v in values["sb3"]]},
+            "max_background_load": max((r.get("background_load") or 0.0 for lib in runs for r in runs[lib]), default=0.0),
         }
         if metric is RETURN:
             # Returns can be negative (Pendulum), where a ratio means nothing: give the difference instead.
@@ -248,6 +295,13 @@ def make_records(case: Case, runs: dict[str, list[dict[str, Any]]], seeds: list[
                                    "peer": [r["steps_to_threshold"] for r in runs["sb3"]]}
         records.append(rec)
     return records
+
+
+def estimate_s(case: Case, steps: int) -> float:
+    """Rough wall seconds of one run (process start-up and evaluation included)."""
+    if case.mode == "threshold":
+        return case.est_s
+    return 8.0 + case.est_s * steps / case.steps
 
 
 def _round(x: float | None, digits: int) -> float | None:
@@ -318,6 +372,12 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
         "Medians over the seeds; polyrl and SB3 runs alternate, each a fresh process. "
         "Ratio > 1 means polyrl is better (faster, or higher return).",
         "",
+    ]
+    busy = [r for r in data["records"] if (r.get("max_background_load") or 0.0) > BUSY_WARNING]
+    if busy:
+        lines += [f"**Warning**: other processes competed for the CPU during {len(busy)} record(s) "
+                  f"(up to {max(r['max_background_load'] for r in busy):.2f} cores); their timings are skewed.", ""]
+    lines += [
         "| Task | Algo | Metric | polyrl | SB3 | Ratio | Seeds | Budget |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |",
     ]
@@ -443,8 +503,7 @@ def main(argv: list[str] | None = None) -> None:
     date = datetime.date.today().isoformat()
     header = {"benchmark": "online", "polyrl_version": polyrl.__version__, "machine": machine_info(args.threads),
               "date": date, "peer_versions": versions}
-    scale = (lambda c: c.quick_steps / c.steps) if args.quick else (lambda c: 1.0)
-    eta = sum(2 * repeats * c.est_s * max(scale(c), 0.15) for c in cases)
+    eta = sum(2 * repeats * estimate_s(c, c.quick_steps if args.quick else c.steps) for c in cases)
     print(f"{len(cases)} case(s) x {repeats} seed(s) x 2 libraries, {args.threads} torch thread(s); "
           f"rough estimate {eta / 60:.0f} min", flush=True)
     started = time.perf_counter()
@@ -458,6 +517,9 @@ def main(argv: list[str] | None = None) -> None:
                 res = run_one(lib, case, seed, steps, args.threads, venv_python(args.sb3_venv))
                 runs[lib].append(res)
                 print(f"  seed {seed} {summarize(lib, case, res)}  [{time.perf_counter() - t:.0f} s wall]", flush=True)
+                if (res["background_load"] or 0.0) > BUSY_WARNING:
+                    print(f"  WARNING: other processes used {res['background_load']:.2f} cores during this run; "
+                          "its timing is skewed (run on an idle machine)", flush=True)
         records = make_records(case, runs, seeds, steps, command_for(case, args, repeats), peer_name, date,
                                args.threads)
         for r in records:

@@ -129,7 +129,15 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------------
     def run(self, target: int) -> None:
-        """Train until ``agent.algo.env_steps`` reaches ``target``, on this trainer's own RNG stream."""
+        """Train until ``agent.algo.env_steps`` reaches ``target``, on this trainer's own RNG stream.
+
+        Denormal floats are flushed to zero (``torch.set_flush_denormal``) from
+        here on: as gradients and Adam moments shrink they turn denormal, and
+        on x86 CPUs every operation touching one is 10-50x slower (a DQN
+        update measured 19 vs 880 per second). They carry no information at
+        RL scales. The setting is process-wide and stays on.
+        """
+        torch.set_flush_denormal(True)
         with rng_scope(self.rng):
             self._running = True
             try:
