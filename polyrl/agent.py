@@ -119,14 +119,20 @@ class Agent:
         x = self.obs_norm(torch.as_tensor(obs, device=self.device))
         return self.algo.act(x, deterministic=True).cpu().numpy()
 
-    def _env_for_actions(self) -> VecEnv:
-        if self._eval_env is None:
-            self._eval_env = VecEnv(self.env_id, min(max(self.settings.eval_episodes, 1), 5), env_kwargs=self.env_kwargs)
+    def _env_for_actions(self, n_envs: int = 1) -> VecEnv:
+        """A separate env for evaluation and action rescaling, rebuilt when a different width is needed."""
+        if self._eval_env is None or (n_envs > 1 and self._eval_env.num_envs != n_envs):
+            if self._eval_env is not None:
+                self._eval_env.close()
+            self._eval_env = VecEnv(self.env_id, n_envs, env_kwargs=self.env_kwargs)
         return self._eval_env
 
     def evaluate(self, episodes: int = 10, seed: int | None = None) -> EvalResult:
-        """Mean/std return of ``episodes`` deterministic episodes in a separate env (seeded ``seed`` or ``seed + 10_000``)."""
-        env = self._env_for_actions()
+        """Mean/std return of ``episodes`` deterministic episodes in a separate env (seeded ``seed`` or ``seed + 10_000``).
+
+        Episodes run on up to 5 env copies at once, each copy running an equal share.
+        """
+        env = self._env_for_actions(min(max(episodes, 1), 5))
         return run_episodes(env, self._policy, episodes, self.seed + 10_000 if seed is None else seed)
 
     # -- persistence -------------------------------------------------------------------------

@@ -105,7 +105,7 @@ class TD3(Algorithm):
 
         if self.n_updates % c.policy_delay == 0:
             with frozen(s.critic):
-                actor_loss = -s.critic(batch.obs, s.actor(batch.obs))[0].mean()
+                actor_loss = -s.critic(batch.obs, s.actor(batch.obs), members=slice(0, 1)).mean()  # Q_1 only
             s.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             s.actor_opt.step()

@@ -77,7 +77,7 @@ class Categorical:
     """Categorical distribution from unnormalised logits ``[..., A]``."""
 
     def __init__(self, logits: Tensor) -> None:
-        self.logits = logits - logits.logsumexp(-1, keepdim=True)
+        self.logits = torch.log_softmax(logits, dim=-1)
 
     def sample(self) -> Tensor:
         with torch.no_grad():

@@ -95,8 +95,9 @@ class QEnsemble(nn.Module):
         super().__init__()
         self.net = EnsembleMLP(n_critics, obs_dim + act_dim, 1, hidden, act)
 
-    def forward(self, obs: Tensor, action: Tensor) -> Tensor:
-        return self.net(torch.cat([obs.flatten(1), action], dim=-1)).squeeze(-1)
+    def forward(self, obs: Tensor, action: Tensor, members: slice | None = None) -> Tensor:
+        """``[E, B]``, or ``[E', B]`` for a subset of ``members``."""
+        return self.net(torch.cat([obs.flatten(1), action], dim=-1), members).squeeze(-1)
 
 
 class DiscreteQ(nn.Module):

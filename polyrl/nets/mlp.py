@@ -83,10 +83,12 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, members: slice | None = None) -> Tensor:
+        """``members`` selects a contiguous subset of the ensemble (default: all)."""
+        weight, bias = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
         if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.n_members, -1, -1)
-        return torch.baddbmm(self.bias, x, self.weight)
+            x = x.unsqueeze(0).expand(weight.shape[0], -1, -1)
+        return torch.baddbmm(bias, x, weight)
 
     def extra_repr(self) -> str:
         return f"members={self.n_members}, in={self.in_dim}, out={self.out_dim}"
@@ -108,8 +110,11 @@ class EnsembleMLP(nn.Module):
         self.net = nn.Sequential(*layers)
         self.n_members = n_members
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+    def forward(self, x: Tensor, members: slice | None = None) -> Tensor:
+        """``[E', B, out]`` for the selected ``members`` (default: all ``E``)."""
+        for layer in self.net:
+            x = layer(x, members) if isinstance(layer, EnsembleLinear) else layer(x)
+        return x
 
 
 @contextmanager

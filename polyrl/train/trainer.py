@@ -76,6 +76,17 @@ def seeded_rng_state(seed: int) -> dict[str, Any]:
 
 
 @contextmanager
+def flush_denormals() -> Iterator[None]:
+    """Flush denormal floats to zero inside the block, restoring the previous mode after."""
+    was_on = torch.tensor([1e-40], dtype=torch.float32).item() == 0.0
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(was_on)
+
+
+@contextmanager
 def rng_scope(state: dict[str, Any]) -> Iterator[None]:
     """Run the block on the RNG stream ``state`` (updated in place), then restore the caller's stream.
 
@@ -105,6 +116,8 @@ class Trainer:
         self.rng = seeded_rng_state(agent.seed + 1)
         self._running = False
         self.target = 0
+        self.elapsed = 0.0  # wall-clock seconds spent in run(), across resumes
+        self._t0 = time.perf_counter()
         self.recent: collections.deque[float] = collections.deque(maxlen=20)
         self.recent_length: collections.deque[int] = collections.deque(maxlen=20)
         self.logger: Logger | None = None
@@ -112,7 +125,7 @@ class Trainer:
 
     # -- resume ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"source": self.source.state_dict(), "obs": self.obs, "target": self.target,
+        return {"source": self.source.state_dict(), "obs": self.obs, "target": self.target, "elapsed": self.elapsed + self._since(),
                 "recent": list(self.recent), "recent_length": list(self.recent_length), "rng": rng_state() if self._running else dict(self.rng)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -123,6 +136,7 @@ class Trainer:
             warnings.warn(f"{self.env.env_id} does not reproduce its checkpointed reset under the same seed; "
                           "the resumed run continues correctly but not bit-identically", stacklevel=2)
         self.target = int(state["target"])
+        self.elapsed = float(state.get("elapsed", 0.0))
         self.recent.extend(state["recent"])
         self.recent_length.extend(state["recent_length"])
         self.rng = dict(state["rng"])
@@ -135,24 +149,28 @@ class Trainer:
         here on: as gradients and Adam moments shrink they turn denormal, and
         on x86 CPUs every operation touching one is 10-50x slower (a DQN
         update measured 19 vs 880 per second). They carry no information at
-        RL scales. The setting is process-wide and stays on.
+        RL scales. The caller's setting is restored afterwards.
         """
-        torch.set_flush_denormal(True)
-        with rng_scope(self.rng):
+        with flush_denormals(), rng_scope(self.rng):
             self._running = True
             try:
                 self._run(target)
             except DivergenceError as e:
                 raise DivergenceError(f"{e}; {self._last_good()}") from None
             finally:
+                self.elapsed += self._since()
                 self._running = False
 
     def _last_good(self) -> str:
         last = self.agent.latest_checkpoint()
         return f"the last good checkpoint is {last}" if last else "no checkpoint was written"
 
+    def _since(self) -> float:
+        return time.perf_counter() - self._t0 if self._running else 0.0
+
     def _run(self, target: int) -> None:
         agent, algo, s = self.agent, self.agent.algo, self.settings
+        self._t0 = time.perf_counter()
         self.target = target
         algo.total_steps = target
         run_dir = agent.ensure_run_dir()
@@ -192,6 +210,7 @@ class Trainer:
             metrics["train/episode_return"] = float(np.mean(self.recent))
             metrics["train/episode_length"] = float(np.mean(self.recent_length))
         metrics["time/steps_per_s"] = sps
+        metrics["time/elapsed_s"] = self.elapsed + self._since()
         metrics["train/updates"] = self.agent.algo.n_updates
         self.logger.log(step, metrics)
 
@@ -200,7 +219,7 @@ class Trainer:
         if not self.settings.eval_episodes:
             return
         res = self.agent.evaluate(self.settings.eval_episodes)
-        self.logger.log(step, {"eval/return": res.mean_return, "eval/return_std": res.std_return,
+        self.logger.log(step, {"time/elapsed_s": self.elapsed + self._since(), "eval/return": res.mean_return, "eval/return_std": res.std_return,
                                "eval/length": float(np.mean(res.lengths))})
 
     def checkpoint(self) -> None:
