@@ -86,7 +86,11 @@ class Agent:
     def learn(self, steps: int | None = None, **settings: Any) -> Agent:
         """Train for ``steps`` more env steps (``None``: continue to the target of a resumed run).
 
-        Keyword arguments override :class:`TrainSettings` fields for this and later calls.
+        Annealing schedules (PPO's learning rate and clip range, DQN's epsilon)
+        run from the current step to this call's target, so one call with the
+        whole budget gives the schedule the paper describes. Ends with an
+        evaluation and a checkpoint. Keyword arguments override
+        :class:`TrainSettings` fields for this and later calls.
         """
         if settings:
             self.settings = replace(self.settings, **settings)

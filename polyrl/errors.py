@@ -29,3 +29,7 @@ class CheckpointError(PolyrlError):
 
 class DivergenceError(PolyrlError):
     """Training produced non-finite values; the last good checkpoint is kept."""
+
+
+class DatasetError(PolyrlError):
+    """A dataset is missing, corrupt, or does not match the environment."""

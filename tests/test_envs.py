@@ -17,19 +17,21 @@ def test_unknown_env_suggests_close_match():
 
 
 def test_box_action_rescaling():
-    env, _ = envs.make("MountainCarContinuous-v0", seed=0)  # Box(-1, 1)
+    env = envs.make("MountainCarContinuous-v0", seed=0)  # Box(-1, 1)
     np.testing.assert_allclose(env.to_env_action(np.array([[0.5]])), [[0.5]])
-    env, _ = envs.make("Pendulum-v1", seed=0)  # Box(-2, 2)
+    env = envs.make("Pendulum-v1", seed=0)  # Box(-2, 2)
     np.testing.assert_allclose(env.to_env_action(np.array([[-1.0], [0.25], [3.0]])), [[-2.0], [0.5], [2.0]])
 
 
 def test_discrete_obs_is_one_hot():
-    env, obs = envs.make("FrozenLake-v1", seed=0)
+    env = envs.make("FrozenLake-v1", seed=0)
+    obs = env.reset()
     assert env.spec.obs_shape == (16,) and obs.shape == (1, 16) and obs.sum() == 1.0
 
 
 def test_same_step_reset_gives_final_obs_and_episode_stats():
-    env, obs = envs.make("CartPole-v1", n_envs=2, seed=0)
+    env = envs.make("CartPole-v1", n_envs=2, seed=0)
+    env.reset()
     steps = 0
     while True:
         res = env.step(np.zeros(2, dtype=np.int64))
@@ -44,9 +46,11 @@ def test_same_step_reset_gives_final_obs_and_episode_stats():
 
 
 def test_seeding_is_reproducible():
-    _, a = envs.make("CartPole-v1", n_envs=3, seed=7)
-    _, b = envs.make("CartPole-v1", n_envs=3, seed=7)
-    np.testing.assert_array_equal(a, b)
+    a, b = envs.make("CartPole-v1", n_envs=3, seed=7), envs.make("CartPole-v1", n_envs=3, seed=7)
+    first = a.reset()
+    np.testing.assert_array_equal(first, b.reset())
+    assert not np.array_equal(a.reset(), first)  # the seed applies once; later resets continue the RNG
+    np.testing.assert_array_equal(a.reset(seed=7), first)
 
 
 def test_running_norm_matches_batch_statistics():
@@ -64,7 +68,8 @@ def test_running_norm_matches_batch_statistics():
 
 
 def test_async_vectorization():
-    env, obs = envs.make("CartPole-v1", n_envs=2, seed=0, vectorization="async")
+    env = envs.make("CartPole-v1", n_envs=2, seed=0, vectorization="async")
+    env.reset()
     res = env.step(np.zeros(2, dtype=np.int64))
     assert res.obs.shape == (2, 4)
     env.close()

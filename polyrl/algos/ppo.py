@@ -13,7 +13,8 @@ Per iteration, with a rollout of ``T x N`` steps from the current policy:
 
 Implementation details (Engstrom et al. 2020; Huang et al. 2022, "The 37
 implementation details of PPO"), each a config field: separate actor and
-critic MLPs with orthogonal init, per-minibatch advantage normalisation,
+critic MLPs with orthogonal init (evaluated as one 2-member ensemble, see
+``ActorCritic``), per-minibatch advantage normalisation,
 global gradient clipping, linear learning-rate annealing, optional value
 clipping, optional early stop on approximate KL (``(rho - 1) - log rho``).
 
@@ -32,7 +33,7 @@ from torch import Tensor, nn
 from polyrl.algos.base import AlgoConfig, Algorithm, adam
 from polyrl.data.rollout import Rollout
 from polyrl.losses import ppo_clip_loss, value_loss
-from polyrl.nets.heads import CategoricalPolicy, GaussianPolicy, ValueNet
+from polyrl.nets.heads import ActorCritic
 from polyrl.returns import gae
 
 
@@ -76,8 +77,7 @@ class PPOConfig(AlgoConfig):
 
 @dataclass
 class PPOState:
-    actor: nn.Module
-    critic: ValueNet
+    model: ActorCritic
     optimizer: torch.optim.Optimizer
 
 
@@ -92,31 +92,25 @@ class PPO(Algorithm):
 
     def build(self) -> PPOState:
         c, spec = self.cfg, self.spec
-        if spec.action_kind == "discrete":
-            actor: nn.Module = CategoricalPolicy(spec.obs_dim, spec.action_dim, c.hidden, c.activation, orthogonal=True)
-        else:
-            actor = GaussianPolicy(spec.obs_dim, spec.action_dim, c.hidden, c.activation, state_dependent_std=False,
-                                   squash=False, init_log_std=c.init_log_std, orthogonal=True)
-        critic = ValueNet(spec.obs_dim, c.hidden, c.activation, orthogonal=True)
-        actor, critic = actor.to(self.device), critic.to(self.device)
-        opt = adam([*actor.parameters(), *critic.parameters()], c.learning_rate, eps=1e-5)
-        return PPOState(actor, critic, opt)
+        model = ActorCritic(spec.obs_dim, spec.action_dim, c.hidden, c.activation, discrete=spec.action_kind == "discrete",
+                            init_log_std=c.init_log_std).to(self.device)
+        return PPOState(model, adam(model.parameters(), c.learning_rate, eps=1e-5))
 
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
-        dist = self.state.actor(obs)
+        dist, _ = self.state.model(obs)
         return dist.mode() if deterministic else dist.sample()
 
     @torch.no_grad()
     def policy_step(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Sample ``(action, log_prob, value)`` for collection."""
-        dist = self.state.actor(obs)
+        dist, value = self.state.model(obs)
         action = dist.sample()
-        return action, dist.log_prob(action), self.state.critic(obs)
+        return action, dist.log_prob(action), value
 
     @torch.no_grad()
     def value(self, obs: Tensor) -> Tensor:
-        return self.state.critic(obs)
+        return self.state.model(obs)[1]
 
     def update(self, batch: Rollout) -> dict[str, float | Tensor]:
         c, s = self.cfg, self.state
@@ -134,20 +128,20 @@ class PPO(Algorithm):
         old_log_prob, old_value = batch.log_prob.flatten(0, 1), batch.value.flatten(0, 1)
         advantage, returns = advantage.flatten(0, 1), returns.flatten(0, 1)
 
-        params = [*s.actor.parameters(), *s.critic.parameters()]
+        params = list(s.model.parameters())
         stats = torch.zeros(5, device=self.device)  # policy loss, value loss, entropy, clip fraction, kl
         count = 0
         for _ in range(c.n_epochs):
             perm = torch.randperm(n, device=self.device)
             for start in range(0, n, c.batch_size):
                 idx = perm[start:start + c.batch_size]
-                dist = s.actor(obs[idx])
+                dist, value = s.model(obs[idx])
                 log_prob = dist.log_prob(action[idx])
                 adv = advantage[idx]
                 if c.normalize_advantage and len(idx) > 1:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 pi_loss = ppo_clip_loss(log_prob, old_log_prob[idx], adv, clip=clip)
-                v_loss = value_loss(s.critic(obs[idx]), returns[idx], old_value=old_value[idx], clip=c.clip_range_vf)
+                v_loss = value_loss(value, returns[idx], old_value=old_value[idx], clip=c.clip_range_vf)
                 entropy = dist.entropy().mean()
                 loss = pi_loss + c.vf_coef * v_loss - c.ent_coef * entropy
 

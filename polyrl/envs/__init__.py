@@ -128,7 +128,8 @@ class StepResult:
 class VecEnv:
     """``n_envs`` copies of one Gymnasium env, stepped together (sync or async)."""
 
-    def __init__(self, env_id: str, n_envs: int = 1, *, vectorization: str = "sync", env_kwargs: dict | None = None) -> None:
+    def __init__(self, env_id: str, n_envs: int = 1, *, seed: int | None = None, vectorization: str = "sync",
+                 env_kwargs: dict | None = None) -> None:
         if n_envs < 1:
             raise ValueError(f"n_envs must be >= 1, got {n_envs}")
         if vectorization not in ("sync", "async"):
@@ -143,6 +144,7 @@ class VecEnv:
             **kwargs,
         )
         self.num_envs = n_envs
+        self._first_seed = seed
         self.observation_space = self._env.single_observation_space
         self.action_space = self._env.single_action_space
         self.spec = EnvSpec.from_spaces(env_id, self.observation_space, self.action_space)
@@ -172,7 +174,9 @@ class VecEnv:
         return action.astype(self.action_space.dtype)
 
     def reset(self, seed: int | None = None) -> np.ndarray:
-        """Reset every copy; copy ``i`` is seeded with ``seed + i``."""
+        """Reset every copy; copy ``i`` is seeded with ``seed + i`` (default: the seed given to ``make``, once)."""
+        if seed is None:
+            seed, self._first_seed = self._first_seed, None
         seeds = None if seed is None else [seed + i for i in range(self.num_envs)]
         obs, _ = self._env.reset(seed=seeds)
         self._ep_return[:] = 0.0
@@ -215,8 +219,8 @@ def make(
     *,
     vectorization: str = "sync",
     env_kwargs: dict | None = None,
-) -> tuple[VecEnv, np.ndarray]:
-    """Make a vectorised env and reset it.
+) -> VecEnv:
+    """Make a vectorised env; its first ``reset()`` applies ``seed``.
 
     Args:
         env_id: any registered Gymnasium id (``"module:Id"`` imports ``module`` first).
@@ -225,8 +229,9 @@ def make(
         vectorization: ``"sync"`` (one process) or ``"async"`` (one subprocess per copy).
         env_kwargs: keyword arguments for ``gymnasium.make``.
 
-    Returns:
-        ``(env, first_obs)``.
+    Example:
+        >>> env = make("CartPole-v1", n_envs=4, seed=0)
+        >>> obs = env.reset()                      # seeded with 0, 1, 2, 3
+        >>> step = env.step(np.zeros(4, dtype=np.int64))
     """
-    env = VecEnv(env_id, n_envs, vectorization=vectorization, env_kwargs=env_kwargs)
-    return env, env.reset(seed)
+    return VecEnv(env_id, n_envs, seed=seed, vectorization=vectorization, env_kwargs=env_kwargs)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from polyrl.nets.distributions import Categorical, Gaussian, TanhGaussian
-from polyrl.nets.mlp import EnsembleMLP, mlp
+from polyrl.nets.mlp import EnsembleLinear, EnsembleMLP, activation, mlp
 
 
 class GaussianPolicy(nn.Module):
@@ -109,3 +109,45 @@ class DiscreteQ(nn.Module):
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.net(obs.flatten(1))
+
+
+class ActorCritic(nn.Module):
+    """A policy and a value function with separate weights, evaluated together.
+
+    The two MLPs share widths, so their hidden layers are one 2-member
+    ensemble (member 0: actor, member 1: critic) and each layer is one batched
+    matmul for both networks. This is the same function as two separate MLPs
+    (no weights are shared) with half the kernel calls, which is what limits
+    small-network PPO on a CPU. Initialisation is PPO's orthogonal scheme:
+    gain sqrt(2) in hidden layers, 0.01 for the policy head, 1 for the value head.
+
+    ``forward(obs) -> (distribution, value [B])``; the distribution is a
+    :class:`Categorical` (``discrete``) or a :class:`Gaussian` with a learned
+    state-independent log-std.
+    """
+
+    def __init__(self, obs_dim: int, n_outputs: int, hidden: Sequence[int] = (64, 64), act: str = "tanh", *,
+                 discrete: bool, init_log_std: float = 0.0) -> None:
+        super().__init__()
+        self.discrete = discrete
+        layers: list[nn.Module] = []
+        for a, b in zip([obs_dim, *hidden][:-1], hidden):
+            layer = EnsembleLinear(2, a, b)
+            for k in range(2):
+                nn.init.orthogonal_(layer.weight.data[k], 2.0**0.5)
+            nn.init.zeros_(layer.bias)
+            layers += [layer, activation(act)()]
+        self.trunk = nn.Sequential(*layers)
+        width = hidden[-1] if hidden else obs_dim
+        self.pi_head, self.v_head = nn.Linear(width, n_outputs), nn.Linear(width, 1)
+        for head, gain in ((self.pi_head, 0.01), (self.v_head, 1.0)):
+            nn.init.orthogonal_(head.weight, gain)
+            nn.init.zeros_(head.bias)
+        if not discrete:
+            self.log_std = nn.Parameter(torch.full((n_outputs,), float(init_log_std)))
+
+    def forward(self, obs: Tensor) -> tuple[Gaussian | Categorical, Tensor]:
+        h = self.trunk(obs.flatten(1).unsqueeze(0).expand(2, -1, -1))
+        out = self.pi_head(h[0])
+        dist: Gaussian | Categorical = Categorical(out) if self.discrete else Gaussian(out, self.log_std)
+        return dist, self.v_head(h[1]).squeeze(-1)

@@ -49,6 +49,11 @@ class Logger:
         self._csv_file.flush()
         return row
 
+    def flush(self) -> None:
+        """Push buffered TensorBoard events to disk (JSONL/CSV rows are flushed as written)."""
+        if self._tb is not None:
+            self._tb.flush()
+
     def close(self) -> None:
         self._jsonl.close()
         self._csv_file.close()

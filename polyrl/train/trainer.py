@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from polyrl.envs import VecEnv
 from polyrl.errors import DivergenceError
 from polyrl.train.logger import Logger, to_float
 from polyrl.train.progress import TrainProgress
@@ -106,8 +107,6 @@ class Trainer:
     """Drives ``agent.algo`` in ``agent``'s environment; one instance lives across ``learn`` calls."""
 
     def __init__(self, agent: Agent, settings: TrainSettings) -> None:
-        from polyrl.envs import VecEnv
-
         self.agent, self.settings = agent, settings
         cfg: Any = agent.cfg
         self.env = VecEnv(agent.env_id, cfg.n_envs, vectorization=agent.vectorization, env_kwargs=agent.env_kwargs)
@@ -198,6 +197,7 @@ class Trainer:
             self._log_train(algo.env_steps, (algo.env_steps - step0) / max(time.perf_counter() - t0, 1e-9))
             self._log_eval(algo.env_steps)
             self.checkpoint()
+        self.logger.flush()
 
     def _log_train(self, step: int, sps: float) -> None:
         assert self.logger is not None

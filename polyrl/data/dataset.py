@@ -1,0 +1,230 @@
+"""Offline datasets: transitions of whole (or cut) episodes, served from the replay buffer's storage.
+
+A :class:`Dataset` holds the six transition fields polyrl uses everywhere
+(``obs, action, reward, next_obs, terminated, truncated``) as NumPy arrays,
+actions in the environment's own action space, plus a ``meta`` dict (env id,
+spec, provenance). ``Dataset.buffer()`` wraps the same memory as a full
+:class:`~polyrl.data.ReplayBuffer`, so offline training samples through the
+exact code path online training uses.
+
+Native on-disk format (a directory, written atomically)::
+
+    meta.json                   format, version, env spec, sizes, provenance
+    obs.npy action.npy reward.npy next_obs.npy terminated.npy truncated.npy
+
+The ``.npy`` files are opened memory-mapped (copy-on-write), so a dataset of
+a million transitions is not read into RAM twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from polyrl._version import __version__
+from polyrl.errors import DatasetError
+
+FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
+FORMAT = "polyrl-dataset"
+VERSION = 1
+
+
+class Dataset:
+    """Transitions ``(s, a, r, s', terminated, truncated)`` in time order, episodes back to back.
+
+    Args:
+        obs, next_obs: ``[N, *O]`` float32.
+        action: ``[N, d]`` float32 (env's Box space) or ``[N]`` int64 (Discrete).
+        reward: ``[N]`` (or ``[N, K]``) float32.
+        terminated, truncated: ``[N]`` bool.
+        meta: free-form metadata; ``env_id`` names the env to evaluate in.
+        name: shown in error messages (the file the data came from).
+    """
+
+    def __init__(self, obs: Any, action: Any, reward: Any, next_obs: Any, terminated: Any, truncated: Any,
+                 meta: dict[str, Any] | None = None, *, name: str = "dataset") -> None:
+        self.name = name
+        self.obs = _as(obs, np.float32)
+        self.next_obs = _as(next_obs, np.float32)
+        act = np.asarray(action)
+        self.action = act if act.dtype.kind in "iu" else _as(act, np.float32)
+        self.reward = _as(reward, np.float32)
+        self.terminated = np.asarray(terminated, dtype=bool)
+        self.truncated = np.asarray(truncated, dtype=bool)
+        self.meta: dict[str, Any] = dict(meta or {})
+        self._validate()
+
+    # -- validation ----------------------------------------------------------------------------
+    def _validate(self) -> None:
+        n = len(self.obs)
+        if n == 0:
+            raise DatasetError(f"{self.name}: the dataset is empty")
+        for field in FIELDS:
+            if len(getattr(self, field)) != n:
+                raise DatasetError(f"{self.name}: field {field!r} has {len(getattr(self, field))} rows but obs has {n}; "
+                                   "every field needs one row per transition")
+        if self.next_obs.shape != self.obs.shape:
+            raise DatasetError(f"{self.name}: next_obs has shape {self.next_obs.shape[1:]} but obs has {self.obs.shape[1:]}")
+        for field in ("obs", "next_obs", "reward", "action"):
+            arr = getattr(self, field)
+            if arr.dtype.kind == "f":
+                bad = _first_nonfinite(arr)
+                if bad is not None:
+                    raise DatasetError(f"{self.name}: field {field!r} has a non-finite value at row {bad}; "
+                                       "clean or drop those transitions before training")
+
+    def check_spec(self, spec: Any) -> None:
+        """Raise ``DatasetError`` if the data does not fit an env's :class:`~polyrl.envs.EnvSpec`."""
+        where = f"{self.name} vs {spec.env_id}"
+        if tuple(self.obs.shape[1:]) != tuple(spec.obs_shape):
+            raise DatasetError(f"{where}: obs shape {tuple(self.obs.shape[1:])} does not match the env's {tuple(spec.obs_shape)}; "
+                               "was the dataset made for another environment?")
+        if spec.action_kind == "discrete":
+            if self.action.dtype.kind not in "iu" or self.action.ndim != 1:
+                raise DatasetError(f"{where}: the env has Discrete actions but the dataset's actions are {self.action.dtype} "
+                                   f"of shape {self.action.shape[1:]}")
+            if self.action.min() < 0 or self.action.max() >= spec.action_dim:
+                raise DatasetError(f"{where}: action values span [{self.action.min()}, {self.action.max()}] "
+                                   f"outside 0..{spec.action_dim - 1}")
+        else:
+            if self.action.ndim != 2 or self.action.shape[1] != spec.action_dim:
+                raise DatasetError(f"{where}: action shape {tuple(self.action.shape[1:])} does not match the env's ({spec.action_dim},)")
+
+    # -- views ---------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.obs)
+
+    @property
+    def env_id(self) -> str | None:
+        return self.meta.get("env_id")
+
+    def episode_ends(self) -> np.ndarray:
+        """Indices of each episode's last transition (the final transition counts, cut or not)."""
+        ends = np.flatnonzero(self.terminated | self.truncated)
+        if len(ends) == 0 or ends[-1] != len(self) - 1:
+            ends = np.append(ends, len(self) - 1)
+        return ends
+
+    def episode_returns(self) -> np.ndarray:
+        """Undiscounted return of every episode (summed over objectives' axis kept for vector rewards)."""
+        ends = self.episode_ends()
+        csum = np.cumsum(self.reward, axis=0, dtype=np.float64)
+        totals = csum[ends]
+        return np.diff(totals, axis=0, prepend=np.zeros_like(totals[:1]))
+
+    def obs_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-dimension mean and variance of ``obs`` (float64), computed in chunks."""
+        total = np.zeros(self.obs.shape[1:], np.float64)
+        sq = np.zeros_like(total)
+        for start in range(0, len(self), 100_000):
+            chunk = self.obs[start:start + 100_000].astype(np.float64)
+            total += chunk.sum(0)
+            sq += (chunk**2).sum(0)
+        mean = total / len(self)
+        return mean, np.maximum(sq / len(self) - mean**2, 0.0)
+
+    def info(self) -> dict[str, Any]:
+        """Size, shapes and return statistics."""
+        rets = self.episode_returns()
+        return {
+            "name": self.name, "env_id": self.env_id, "transitions": len(self), "episodes": int(len(rets)),
+            "obs_shape": list(self.obs.shape[1:]), "action_shape": list(self.action.shape[1:]),
+            "action_dtype": str(self.action.dtype), "mean_return": float(np.mean(rets)), "std_return": float(np.std(rets)),
+            "min_return": float(np.min(rets)), "max_return": float(np.max(rets)),
+            "terminations": int(self.terminated.sum()), "truncations": int(self.truncated.sum()),
+        }
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the native format atomically (temporary directory, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+        try:
+            for field in FIELDS:
+                with open(tmp / f"{field}.npy", "wb") as f:
+                    np.save(f, np.ascontiguousarray(getattr(self, field)))
+                    f.flush()
+                    os.fsync(f.fileno())
+            meta = self.meta | {"format": FORMAT, "version": VERSION, "transitions": len(self),
+                                "polyrl_version": self.meta.get("polyrl_version", __version__)}
+            with open(tmp / "meta.json", "w") as f:  # written last: marks a complete dataset
+                json.dump(meta, f, indent=2, sort_keys=True, default=_json_default)
+                f.flush()
+                os.fsync(f.fileno())
+            if path.exists():
+                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, *, mmap: bool = True) -> Dataset:
+        """Open a native dataset directory (memory-mapped unless ``mmap=False``)."""
+        path = Path(path)
+        meta_file = path / "meta.json"
+        if not path.exists():
+            raise DatasetError(f"no such dataset: {path}")
+        if not meta_file.exists():
+            raise DatasetError(f"{path} is not a polyrl dataset (no meta.json); an interrupted write leaves no dataset behind")
+        try:
+            meta = json.loads(meta_file.read_text())
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"{meta_file} is corrupt ({e})") from None
+        if meta.get("format") != FORMAT:
+            raise DatasetError(f"{meta_file} is not a polyrl dataset (format {meta.get('format')!r})")
+        arrays = {}
+        for field in FIELDS:
+            file = path / f"{field}.npy"
+            try:
+                arrays[field] = np.load(file, mmap_mode="c" if mmap else None, allow_pickle=False)
+            except FileNotFoundError:
+                raise DatasetError(f"{path}: field {field!r} is missing ({file.name}); the dataset is incomplete") from None
+            except (ValueError, OSError) as e:
+                raise DatasetError(f"{file}: field {field!r} is unreadable ({e}); the file is truncated or corrupt") from None
+        if len(arrays["obs"]) != meta.get("transitions"):
+            raise DatasetError(f"{path / 'obs.npy'}: {len(arrays['obs'])} rows but meta.json says {meta.get('transitions')}; "
+                               "the dataset is corrupt")
+        return cls(**arrays, meta=meta, name=str(path))
+
+    @classmethod
+    def concatenate(cls, parts: list[Dataset], meta: dict[str, Any] | None = None) -> Dataset:
+        """Join datasets of the same env back to back (e.g. medium + expert)."""
+        if not parts:
+            raise DatasetError("nothing to concatenate")
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in FIELDS),
+                   meta=meta if meta is not None else dict(parts[0].meta), name="+".join(p.name for p in parts))
+
+
+def _as(x: Any, dtype: type) -> np.ndarray:
+    arr = np.asarray(x)
+    return arr if arr.dtype == dtype else arr.astype(dtype)
+
+
+def _first_nonfinite(arr: np.ndarray) -> int | None:
+    for start in range(0, len(arr), 200_000):
+        chunk = np.asarray(arr[start:start + 200_000])
+        ok = np.isfinite(chunk).reshape(len(chunk), -1).all(1)
+        if not ok.all():
+            return start + int(np.argmin(ok))
+    return None
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"cannot store {type(obj).__name__} in dataset metadata")
