@@ -19,7 +19,7 @@ from polyrl import algos
 from polyrl._version import __version__
 from polyrl.errors import ConfigError, PolyrlError
 
-TRAIN_USAGE = "polyrl train ALGO [ENV] [--env ID] [--steps N] [--seed S] [--run-dir DIR] [--<config-field> V ...]"
+TRAIN_USAGE = "polyrl train ALGO [ENV] [--env ID] [--dataset PATH] [--steps N] [--seed S] [--run-dir DIR] [--<config-field> V ...]"
 
 
 def _type_name(typ: Any) -> str:
@@ -32,7 +32,9 @@ def _train_parser(algo_name: str | None) -> argparse.ArgumentParser:
     p.add_argument("env_pos", nargs="?", metavar="ENV", help="Gymnasium environment id (same as --env)")
     run = p.add_argument_group("run")
     run.add_argument("--env", help="Gymnasium environment id")
-    run.add_argument("--steps", type=int, default=None, help="environment steps to train (default 100000; with --resume: total steps to reach)")
+    run.add_argument("--dataset", default=None, help="training data of an offline algorithm (the env defaults to the dataset's)")
+    run.add_argument("--steps", type=int, default=None,
+                     help="env steps to train, gradient updates offline (default 100000; with --resume: the total to reach)")
     run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     run.add_argument("--run-dir", default=None, help="run directory (default runs/<algo>-<env>-s<seed>-<time>)")
     run.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -97,11 +99,11 @@ def cmd_train(argv: Sequence[str]) -> int:
             return 0
     else:
         env = args.env or args.env_pos
-        if env is None:
+        if env is None and args.dataset is None:
             raise ConfigError(f"no environment given; usage: {TRAIN_USAGE}")
         if args.env and args.env_pos and args.env != args.env_pos:
             raise ConfigError(f"two environments given ({args.env_pos} and --env {args.env}); give one")
-        agent = Agent(algo_name, env, seed=args.seed, device=args.device, run_dir=args.run_dir,  # type: ignore[arg-type]
+        agent = Agent(algo_name, env, dataset=args.dataset, seed=args.seed, device=args.device, run_dir=args.run_dir,  # type: ignore[arg-type]
                       vectorization="async" if args.async_envs else "sync", settings=settings, **config)
         steps = 100_000 if args.steps is None else args.steps
     try:
@@ -117,6 +119,53 @@ def cmd_train(argv: Sequence[str]) -> int:
     evals = [r for r in rows if "eval/return" in r]
     if evals:
         print(f"final evaluation: return {evals[-1]['eval/return']:.2f} +- {evals[-1]['eval/return_std']:.2f} at step {evals[-1]['step']}")
+    return 0
+
+
+def cmd_collect(argv: Sequence[str]) -> int:
+    from polyrl.agent import Agent
+    from polyrl.data.collect import collect
+
+    p = argparse.ArgumentParser(prog="polyrl collect", description="Roll out a policy and save the transitions as a polyrl dataset.")
+    p.add_argument("--env", default=None, help="Gymnasium id (default: the policy's env)")
+    p.add_argument("--policy", required=True, help="a run or checkpoint directory, or 'random'")
+    p.add_argument("--steps", type=int, required=True, help="transitions to record")
+    p.add_argument("--out", required=True, help="dataset directory to write (atomically)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--deterministic", action="store_true", help="act with the policy's mode instead of sampling")
+    p.add_argument("--noise", type=float, default=0.0, help="std of Gaussian noise on normalised continuous actions")
+    args = p.parse_args(argv)
+    if args.steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {args.steps}")
+    agent = None if args.policy == "random" else Agent.load(args.policy, resume=False)
+    env = args.env or (agent.env_id if agent is not None else None)
+    if env is None:
+        raise ConfigError("a random policy needs --env ID")
+    ds = collect(env, args.steps, agent=agent, seed=args.seed, deterministic=args.deterministic, noise=args.noise)
+    path = ds.save(args.out)
+    info = ds.info()
+    print(f"wrote {path}: {info['transitions']} transitions, {info['episodes']} episodes, "
+          f"mean return {info['mean_return']:.2f} (policy {ds.meta['policy']})")
+    return 0
+
+
+def cmd_dataset(argv: Sequence[str]) -> int:
+    from polyrl.data.dataset import Dataset
+
+    p = argparse.ArgumentParser(prog="polyrl dataset", description="Inspect datasets.")
+    sub = p.add_subparsers(dest="action", required=True)
+    info_p = sub.add_parser("info", help="size, shapes and return statistics of a dataset")
+    info_p.add_argument("path")
+    info_p.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args(argv)
+    ds = Dataset.load(args.path)
+    info = ds.info() | {"provenance": {k: v for k, v in ds.meta.items() if k not in ("spec",)}}
+    if args.json:
+        print(json.dumps(info))
+    else:
+        for key in ("env_id", "transitions", "episodes", "obs_shape", "action_shape", "mean_return", "std_return",
+                    "min_return", "max_return", "terminations", "truncations"):
+            print(f"{key:<14} {info[key]}")
     return 0
 
 
@@ -160,7 +209,7 @@ def cmd_list(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list, "collect": cmd_collect, "dataset": cmd_dataset}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,7 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(f"polyrl {__version__}: policy optimisation in every RL regime\n\n"
               f"usage: polyrl {{{','.join(COMMANDS)}}} ...\n"
-              f"  train  {TRAIN_USAGE[13:]}\n  eval   RUN_DIR [--episodes N] [--json]\n  list   [--json]")
+              f"  train    {TRAIN_USAGE[13:]}\n  eval     RUN_DIR [--episodes N] [--json]\n  list     [--json]\n"
+              f"  collect  --policy RUN_DIR|random [--env ID] --steps N --out PATH\n  dataset  info PATH [--json]")
         return 0 if argv else 2
     if argv[0] in ("-V", "--version"):
         print(f"polyrl {__version__}")

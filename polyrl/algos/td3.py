@@ -22,7 +22,7 @@ from torch import Tensor
 
 from polyrl.algos.base import Algorithm, adam
 from polyrl.algos.offpolicy import OffPolicyConfig
-from polyrl.losses import polyak_update, td_target
+from polyrl.losses import polyak_update, td3_critic_loss
 from polyrl.nets.heads import DeterministicPolicy, QEnsemble
 from polyrl.nets.mlp import frozen
 from polyrl.types import TransitionBatch
@@ -89,14 +89,8 @@ class TD3(Algorithm):
 
     def update(self, batch: TransitionBatch) -> dict[str, float | Tensor]:
         c, s = self.cfg, self.state
-        with torch.no_grad():
-            next_action = s.actor_target(batch.next_obs)
-            noise = (c.target_noise * torch.randn_like(next_action)).clamp(-c.noise_clip, c.noise_clip)
-            next_action = (next_action + noise).clamp(-1.0, 1.0)
-            next_q = s.critic_target(batch.next_obs, next_action).min(0).values
-            target = td_target(batch.reward, next_q, discount=batch.discount, terminated=batch.terminated)
-        q = s.critic(batch.obs, batch.action)
-        critic_loss = (q - target).pow(2).mean(1).sum()
+        critic_loss, q = td3_critic_loss(s.critic, s.critic_target, s.actor_target, batch,
+                                         target_noise=c.target_noise, noise_clip=c.noise_clip)
         s.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         s.critic_opt.step()

@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from polyrl._version import __version__
+from polyrl.data.replay import ReplayBuffer
 from polyrl.errors import DatasetError
 
 FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
@@ -52,11 +54,11 @@ class Dataset:
         self.name = name
         self.obs = _as(obs, np.float32)
         self.next_obs = _as(next_obs, np.float32)
-        act = np.asarray(action)
+        act = np.asanyarray(action)
         self.action = act if act.dtype.kind in "iu" else _as(act, np.float32)
         self.reward = _as(reward, np.float32)
-        self.terminated = np.asarray(terminated, dtype=bool)
-        self.truncated = np.asarray(truncated, dtype=bool)
+        self.terminated = _as(terminated, bool)
+        self.truncated = _as(truncated, bool)
         self.meta: dict[str, Any] = dict(meta or {})
         self._validate()
 
@@ -140,6 +142,28 @@ class Dataset:
             "terminations": int(self.terminated.sum()), "truncations": int(self.truncated.sum()),
         }
 
+    def buffer(self, spec: Any, device: Any = "cpu") -> ReplayBuffer:
+        """The dataset as a full :class:`ReplayBuffer` on ``device``, actions rescaled to ``[-1, 1]``.
+
+        On the CPU, fields that need no conversion share memory with the
+        (memory-mapped) arrays instead of being copied.
+        """
+        self.check_spec(spec)
+        action = self.action
+        if spec.action_kind == "box":
+            low, high = np.asarray(spec.action_low), np.asarray(spec.action_high)
+            if np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and not (np.all(low == -1) and np.all(high == 1)):
+                action = ((action - (high + low) / 2) / ((high - low) / 2)).astype(np.float32)
+
+        def t(x: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+            return torch.from_numpy(np.asarray(x)).to(device=device, dtype=dtype)
+
+        return ReplayBuffer.wrap(
+            obs=t(self.obs, torch.float32), action=t(action, torch.int64 if spec.action_kind == "discrete" else torch.float32),
+            reward=t(self.reward, torch.float32), next_obs=t(self.next_obs, torch.float32),
+            terminated=t(self.terminated, torch.float32), truncated=t(self.truncated, torch.float32),
+        )
+
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write the native format atomically (temporary directory, then rename)."""
@@ -209,7 +233,7 @@ class Dataset:
 
 
 def _as(x: Any, dtype: type) -> np.ndarray:
-    arr = np.asarray(x)
+    arr = np.asanyarray(x)  # keeps np.memmap (no copy)
     return arr if arr.dtype == dtype else arr.astype(dtype)
 
 
