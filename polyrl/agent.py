@@ -97,7 +97,7 @@ class Agent:
                 mean, var = self.dataset.obs_stats()
                 self.obs_norm.set(mean, var, count=len(self.dataset))
                 self.obs_norm.frozen = True
-            self.algo.prepare(self.dataset)
+            self.algo.prepare(self.dataset, self.obs_norm)
         self.trainer: Trainer | None = None
         self._pending_resume: Any | None = None
         self._eval_env: VecEnv | None = None

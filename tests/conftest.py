@@ -15,6 +15,8 @@ TINY = {
     "bc": {"batch_size": 16, "hidden": (16, 16)},
     "td3bc": {"batch_size": 16, "hidden": (16, 16)},
     "iql": {"batch_size": 16, "hidden": (16, 16)},
+    "cql": {"batch_size": 16, "hidden": (16, 16), "n_action_samples": 4},
+    "prdc": {"batch_size": 16, "hidden": (16, 16)},
 }
 
 

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import polyrl
 from polyrl.cli import main
@@ -70,3 +71,32 @@ def test_td3bc_beats_the_behaviour_policy(tmp_path):
     agent.learn(8_000, progress=False, tensorboard=False, eval_every=0, eval_episodes=0)
     learned = agent.evaluate(20, seed=123).mean_return  # about -290
     assert learned > behaviour_return + 100, (learned, behaviour_return)
+
+
+def test_prdc_nearest_neighbour_matches_brute_force():
+    ds = collect("Pendulum-v1", 500, seed=3)
+    agent = polyrl.make("prdc", dataset=ds, hidden=(8, 8))
+    algo, norm = agent.algo, agent.obs_norm
+    buf = ds.buffer(agent.spec)
+    keys = torch.cat([algo.cfg.beta * norm(buf.obs[:, 0]), buf.action[:, 0]], dim=-1)
+    gen = torch.Generator().manual_seed(0)
+    obs, act = torch.randn(64, 3, generator=gen), torch.rand(64, 1, generator=gen) * 2 - 1
+    query = torch.cat([algo.cfg.beta * obs, act], dim=-1)
+    brute = buf.action[:, 0][torch.cdist(query.double(), keys.double()).argmin(1)]
+    torch.testing.assert_close(algo.nearest_actions(obs, act), brute)
+
+
+def test_cql_values_dataset_actions_above_unseen_ones(tmp_path):
+    # every dataset action is near +1.0 (in Pendulum's [-2, 2] units: 0.5 normalised); rewards are zero
+    rng = np.random.default_rng(0)
+    n = 512
+    obs = rng.normal(size=(n, 3)).astype(np.float32)
+    ds = Dataset(obs, 1.0 + 0.05 * rng.normal(size=(n, 1)), np.zeros(n), rng.normal(size=(n, 3)), np.zeros(n, bool),
+                 np.zeros(n, bool), meta={"env_id": "Pendulum-v1"})
+    agent = polyrl.make("cql", dataset=ds, hidden=(32, 32), seed=0, run_dir=tmp_path)
+    agent.learn(400, progress=False, tensorboard=False, eval_episodes=0)
+    x = agent.obs_norm(torch.as_tensor(obs[:64]))
+    with torch.no_grad():
+        q_data = agent.algo.state.critic(x, torch.full((64, 1), 0.5)).mean()
+        q_unseen = agent.algo.state.critic(x, torch.full((64, 1), -0.9)).mean()
+    assert q_data > q_unseen + 1.0, (q_data, q_unseen)

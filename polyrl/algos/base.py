@@ -157,8 +157,10 @@ class Algorithm(abc.ABC):
     def update(self, batch: Any) -> dict[str, Any]:
         """One update from a batch; returns metrics (floats or 0-d tensors) keyed ``loss/...``, ``train/...``."""
 
-    def prepare(self, dataset: Any) -> None:
+    def prepare(self, dataset: Any, normalize: Any) -> None:
         """Called once with the training dataset before offline training (e.g. to derive a reward scale).
+
+        ``normalize`` maps raw observations to what ``update`` receives (the agent's normaliser).
 
         Whatever it derives must live in the declared state so it is saved with the weights.
         Most algorithms need nothing from the data, hence the empty default.

@@ -92,7 +92,7 @@ class IQL(Algorithm):
                         adam(actor.parameters(), c.actor_lr), adam(critic.parameters(), c.critic_lr),
                         adam(value.parameters(), c.value_lr), torch.ones((), device=self.device))
 
-    def prepare(self, dataset: Any) -> None:
+    def prepare(self, dataset: Any, normalize: Any = None) -> None:
         """Derive the reward scale from the dataset's episode returns (saved with the weights)."""
         if self.cfg.normalize_reward:
             rets = dataset.episode_returns()
