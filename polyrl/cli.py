@@ -164,7 +164,8 @@ def cmd_dataset(argv: Sequence[str]) -> int:
         print(json.dumps(info))
     else:
         for key in ("env_id", "transitions", "episodes", "obs_shape", "action_shape", "mean_return", "std_return",
-                    "min_return", "max_return", "terminations", "truncations"):
+                    "min_return", "max_return", "terminations", "truncations", "tq", "saco", "reference",
+                    "normalized_mean_return"):
             print(f"{key:<14} {info[key]}")
     return 0
 

@@ -19,7 +19,8 @@ def _hand_built(**over):
                   reward=np.array([1, 2, 3, 4, 5], np.float32), next_obs=np.arange(2, 12, dtype=np.float32).reshape(5, 2),
                   terminated=np.array([0, 1, 0, 0, 0], bool), truncated=np.array([0, 0, 0, 1, 0], bool))
     fields.update(over)
-    return Dataset(**fields, meta={"env_id": "Pendulum-v1"}, name="hand")
+    meta = fields.pop("meta", {"env_id": "Pendulum-v1"})
+    return Dataset(**fields, meta=meta, name="hand")
 
 
 def test_episode_boundaries_and_returns():
@@ -121,3 +122,23 @@ def test_buffer_rescales_actions_and_shares_memory():
     ds.obs[0, 0] = 0.0
     b = buf.sample(32, torch.Generator().manual_seed(0), gamma=0.9)
     torch.testing.assert_close(b.next_obs, b.obs + 2)  # hand-built: next_obs = obs + 2
+
+
+def test_saco_counts_unique_discretised_pairs():
+    obs = np.array([[0, 0], [0, 0], [10, 10], [-10, -10]], np.float32)
+    ds = Dataset(obs, np.array([[0.0], [0.0], [1.0], [-1.0]], np.float32), np.ones(4), obs, np.zeros(4, bool), np.zeros(4, bool))
+    assert ds.saco() == 0.75  # the first two transitions fall in one cell
+    discrete = Dataset(obs, np.array([0, 1, 1, 1]), np.ones(4), obs, np.zeros(4, bool), np.zeros(4, bool))
+    assert discrete.saco() == 1.0  # same state, different discrete action
+
+
+def test_tq_uses_reference_returns():
+    from polyrl.data.scores import Reference, reference
+
+    ds = _hand_built(meta={"env_id": "Hopper-v5"})  # episode returns 3, 7, 5 -> mean 5
+    ref = reference("Hopper-v5")
+    assert (ref.random, ref.expert, ref.source) == (-20.272305, 3234.3, "d4rl")
+    assert ds.tq() == pytest.approx((5 + 20.272305) / (3234.3 + 20.272305))
+    assert ds.tq(Reference(0.0, 10.0, "mine")) == pytest.approx(0.5)
+    assert ds.info()["normalized_mean_return"] == pytest.approx(100 * (5 + 20.272305) / (3234.3 + 20.272305))
+    assert _hand_built(meta={"env_id": "Pendulum-v1"}).tq() is None  # no references for Pendulum

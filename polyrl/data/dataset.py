@@ -29,7 +29,9 @@ import numpy as np
 import torch
 
 from polyrl._version import __version__
+from polyrl.data import scores
 from polyrl.data.replay import ReplayBuffer
+from polyrl.data.scores import Reference
 from polyrl.errors import DatasetError
 
 FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
@@ -131,15 +133,51 @@ class Dataset:
         mean = total / len(self)
         return mean, np.maximum(sq / len(self) - mean**2, 0.0)
 
+    def saco(self, *, obs_bin: float = 0.5, action_bins: int = 8) -> float:
+        """State-action coverage: unique discretised ``(s, a)`` pairs per transition, in ``(0, 1]``.
+
+        After Schweighofer et al. 2022 ("A dataset perspective on offline RL"),
+        normalised by the dataset's size instead of a reference dataset's count.
+        Discretisation: each state dimension is standardised with the
+        dataset's own mean and std and cut into bins ``obs_bin`` std wide;
+        continuous actions are min-max scaled per dimension and cut into
+        ``action_bins`` equal bins (discrete actions are used as they are).
+        1.0 means no two transitions share a cell.
+        """
+        mean, var = self.obs_stats()
+        std = np.sqrt(var) + 1e-8
+        codes = [np.floor((np.asarray(self.obs, np.float64) - mean) / (std * obs_bin)).astype(np.int64)]
+        act = np.asarray(self.action)
+        if act.dtype.kind in "iu":
+            codes.append(act.reshape(len(act), -1).astype(np.int64))
+        else:
+            lo, hi = act.min(0), act.max(0)
+            scaled = (act - lo) / np.where(hi > lo, hi - lo, 1.0)
+            codes.append(np.minimum(np.floor(scaled * action_bins), action_bins - 1).astype(np.int64))
+        cells = np.concatenate([c.reshape(len(self), -1) for c in codes], axis=1)
+        return float(len(np.unique(cells, axis=0)) / len(self))
+
+    def tq(self, reference: Reference | None = None) -> float | None:
+        """Trajectory quality: the mean episode return normalised by reference returns, in [0, 1] for
+        data between the random and the expert policy (Schweighofer et al. 2022). ``None`` without references.
+        """
+        ref = reference or (scores.reference(self.env_id) if self.env_id else None)
+        if ref is None:
+            return None
+        return float((np.mean(self.episode_returns()) - ref.random) / (ref.expert - ref.random))
+
     def info(self) -> dict[str, Any]:
-        """Size, shapes and return statistics."""
+        """Size, shapes, return statistics and the quality measures TQ and SACo."""
         rets = self.episode_returns()
+        ref = scores.reference(self.env_id) if self.env_id else None
         return {
             "name": self.name, "env_id": self.env_id, "transitions": len(self), "episodes": int(len(rets)),
             "obs_shape": list(self.obs.shape[1:]), "action_shape": list(self.action.shape[1:]),
             "action_dtype": str(self.action.dtype), "mean_return": float(np.mean(rets)), "std_return": float(np.std(rets)),
             "min_return": float(np.min(rets)), "max_return": float(np.max(rets)),
             "terminations": int(self.terminated.sum()), "truncations": int(self.truncated.sum()),
+            "tq": self.tq(ref), "saco": self.saco(), "reference": None if ref is None else ref.source,
+            "normalized_mean_return": None if ref is None else ref.score(float(np.mean(rets))),
         }
 
     def buffer(self, spec: Any, device: Any = "cpu") -> ReplayBuffer:
