@@ -13,6 +13,7 @@ import difflib
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, get_type_hints
 
 from polyrl import algos
@@ -157,7 +158,28 @@ def cmd_dataset(argv: Sequence[str]) -> int:
     info_p = sub.add_parser("info", help="size, shapes and return statistics of a dataset")
     info_p.add_argument("path")
     info_p.add_argument("--json", action="store_true", help="print one JSON object")
+    make_p = sub.add_parser("make", help="build a D4RL-style dataset with polyrl's SAC: <env>-<recipe>",
+                            description="Recipes: random, medium, medium-replay, expert, medium-expert (e.g. hopper-medium, "
+                            "Pendulum-v1-expert). The SAC run behind them is trained once and reused.")
+    make_p.add_argument("name", help="<env>-<recipe>, env as an alias (hopper, halfcheetah, walker2d, ant) or a Gymnasium id")
+    make_p.add_argument("--out", required=True, help="dataset directory to write (atomically)")
+    make_p.add_argument("--steps", type=int, default=100_000, help="transitions to roll out (medium-replay: set by the run)")
+    make_p.add_argument("--train-steps", type=int, default=100_000, help="SAC training budget (env steps)")
+    make_p.add_argument("--eval-every", type=int, default=5_000, help="env steps between SAC snapshots")
+    make_p.add_argument("--seed", type=int, default=0)
+    make_p.add_argument("--sources", default=None, help="where the shared SAC run is kept (default: beside --out)")
     args = p.parse_args(argv)
+    if args.action == "make":
+        from polyrl.data.recipes import make_dataset
+
+        out = Path(args.out)
+        ds = make_dataset(args.name, args.steps, train_steps=args.train_steps, eval_every=args.eval_every, seed=args.seed,
+                          sources=args.sources or out.parent / ".polyrl-sources", progress=sys.stderr.isatty())
+        ds.save(out)
+        info = ds.info()
+        print(f"wrote {out}: {info['transitions']} transitions, {info['episodes']} episodes, mean return "
+              f"{info['mean_return']:.2f} (recipe {ds.meta['recipe']}, policy {ds.meta['policy']})")
+        return 0
     ds = Dataset.load(args.path)
     info = ds.info() | {"provenance": {k: v for k, v in ds.meta.items() if k not in ("spec",)}}
     if args.json:
@@ -220,7 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"polyrl {__version__}: policy optimisation in every RL regime\n\n"
               f"usage: polyrl {{{','.join(COMMANDS)}}} ...\n"
               f"  train    {TRAIN_USAGE[13:]}\n  eval     RUN_DIR [--episodes N] [--json]\n  list     [--json]\n"
-              f"  collect  --policy RUN_DIR|random [--env ID] --steps N --out PATH\n  dataset  info PATH [--json]")
+              f"  collect  --policy RUN_DIR|random [--env ID] --steps N --out PATH\n  dataset  info PATH [--json]\n"
+              f"  dataset  make <env>-<random|medium|medium-replay|expert|medium-expert> --out PATH [--steps N]")
         return 0 if argv else 2
     if argv[0] in ("-V", "--version"):
         print(f"polyrl {__version__}")

@@ -100,3 +100,21 @@ def test_cql_values_dataset_actions_above_unseen_ones(tmp_path):
         q_data = agent.algo.state.critic(x, torch.full((64, 1), 0.5)).mean()
         q_unseen = agent.algo.state.critic(x, torch.full((64, 1), -0.9)).mean()
     assert q_data > q_unseen + 1.0, (q_data, q_unseen)
+
+
+@pytest.mark.slow
+def test_recipes_share_one_sac_run_and_record_provenance(tmp_path, capsys):
+    base = ["--train-steps", "4000", "--eval-every", "1000", "--steps", "400", "--sources", str(tmp_path / "src")]
+    for recipe in ("random", "medium", "expert", "medium-expert", "medium-replay"):
+        assert main(["dataset", "make", f"Pendulum-v1-{recipe}", "--out", str(tmp_path / recipe), *base]) == 0
+    assert len(list((tmp_path / "src").iterdir())) == 1  # one SAC run behind every recipe
+    snaps = json.loads(next((tmp_path / "src").iterdir()).joinpath("snapshots.json").read_text())["snapshots"]
+    assert [s["step"] for s in snaps] == [1000, 2000, 3000, 4000]
+    sets = {r: Dataset.load(tmp_path / r) for r in ("random", "medium", "expert", "medium-expert", "medium-replay")}
+    assert len(sets["medium-expert"]) == 400 and len(sets["expert"]) == 400
+    medium_step = sets["medium-expert"].meta["medium_step"]
+    assert len(sets["medium-replay"]) == medium_step
+    for recipe, ds in sets.items():
+        assert ds.meta["recipe"] == recipe and ds.meta["env_id"] == "Pendulum-v1" and "polyrl_version" in ds.meta
+    assert sets["expert"].meta["policy_eval_return"] == max(s["return"] for s in snaps)
+    assert sets["expert"].meta["policy_eval_return"] > sets["random"].info()["mean_return"]
