@@ -27,6 +27,7 @@ import torch
 from polyrl import algos
 from polyrl._version import __version__
 from polyrl.data.dataset import Dataset
+from polyrl.data.minari_io import load_any
 from polyrl.envs import RunningNorm, VecEnv
 from polyrl.errors import CheckpointError, ConfigError
 from polyrl.train.checkpoint import LATEST, read_checkpoint, resolve, write_checkpoint, write_text_atomic
@@ -42,7 +43,8 @@ class Agent:
     Args:
         algo: registered algorithm name (``polyrl list``).
         env: Gymnasium environment id (offline: for evaluation only; default the dataset's ``env_id``).
-        dataset: offline algorithms' training data: a :class:`Dataset` or the path of a saved one.
+        dataset: offline algorithms' training data: a :class:`Dataset`, the path of a saved one, or a
+            Minari dataset (directory or local id).
         seed: seeds network init, the environments and every sampler.
         device: torch device (``"cpu"``, ``"cuda"``, ...).
         run_dir: where logs and checkpoints go (default ``runs/<algo>-<env>-s<seed>-<time>``).
@@ -75,7 +77,7 @@ class Agent:
         self.settings = settings or TrainSettings()
         self.run_dir: Path | None = Path(run_dir) if run_dir is not None else None
         self.dataset_path = str(dataset) if isinstance(dataset, (str, Path)) else None
-        self.dataset = Dataset.load(dataset) if isinstance(dataset, (str, Path)) else dataset
+        self.dataset = load_any(dataset) if isinstance(dataset, (str, Path)) else dataset
         if self.dataset is not None and self.algo_cls.regime != "offline":
             raise ConfigError(f"{self.algo_cls.name} learns online and takes no dataset; "
                               f"offline algorithms: {', '.join(n for n, c in algos.REGISTRY.items() if c.regime == 'offline')}")

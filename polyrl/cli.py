@@ -151,13 +151,17 @@ def cmd_collect(argv: Sequence[str]) -> int:
 
 
 def cmd_dataset(argv: Sequence[str]) -> int:
-    from polyrl.data.dataset import Dataset
+    from polyrl.data.minari_io import load_any
 
-    p = argparse.ArgumentParser(prog="polyrl dataset", description="Inspect datasets.")
+    p = argparse.ArgumentParser(prog="polyrl dataset", description="Inspect, make and export datasets (polyrl or Minari).")
     sub = p.add_subparsers(dest="action", required=True)
-    info_p = sub.add_parser("info", help="size, shapes and return statistics of a dataset")
+    info_p = sub.add_parser("info", help="size, shapes, returns, TQ and SACo of a polyrl or Minari dataset")
     info_p.add_argument("path")
     info_p.add_argument("--json", action="store_true", help="print one JSON object")
+    export_p = sub.add_parser("export", help="write a dataset in Minari's format (minari.load_dataset opens it)")
+    export_p.add_argument("path")
+    export_p.add_argument("--minari-id", required=True, help="Minari dataset id, e.g. pendulum/noisy-v0")
+    export_p.add_argument("--root", default=None, help="Minari datasets root (default: $MINARI_DATASETS_PATH or ~/.minari/datasets)")
     make_p = sub.add_parser("make", help="build a D4RL-style dataset with polyrl's SAC: <env>-<recipe>",
                             description="Recipes: random, medium, medium-replay, expert, medium-expert (e.g. hopper-medium, "
                             "Pendulum-v1-expert). The SAC run behind them is trained once and reused.")
@@ -180,7 +184,13 @@ def cmd_dataset(argv: Sequence[str]) -> int:
         print(f"wrote {out}: {info['transitions']} transitions, {info['episodes']} episodes, mean return "
               f"{info['mean_return']:.2f} (recipe {ds.meta['recipe']}, policy {ds.meta['policy']})")
         return 0
-    ds = Dataset.load(args.path)
+    if args.action == "export":
+        from polyrl.data.minari_io import save_minari
+
+        path = save_minari(load_any(args.path), args.minari_id, args.root)
+        print(f"wrote Minari dataset {args.minari_id} at {path}")
+        return 0
+    ds = load_any(args.path)
     info = ds.info() | {"provenance": {k: v for k, v in ds.meta.items() if k not in ("spec",)}}
     if args.json:
         print(json.dumps(info))
@@ -243,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"usage: polyrl {{{','.join(COMMANDS)}}} ...\n"
               f"  train    {TRAIN_USAGE[13:]}\n  eval     RUN_DIR [--episodes N] [--json]\n  list     [--json]\n"
               f"  collect  --policy RUN_DIR|random [--env ID] --steps N --out PATH\n  dataset  info PATH [--json]\n"
+              f"  dataset  export PATH --minari-id ID [--root DIR]\n"
               f"  dataset  make <env>-<random|medium|medium-replay|expert|medium-expert> --out PATH [--steps N]")
         return 0 if argv else 2
     if argv[0] in ("-V", "--version"):
