@@ -174,6 +174,8 @@ def main() -> None:
     out["learn_call_s"] = time.perf_counter() - t1
     out["setup_s"] = setup_s
     out.update(window.summary(int(algo.grad_step)))
+    for key in ("learn_phase_env_steps", "steps_per_s"):  # no env is stepped offline
+        out.pop(key)
     out["learn_call_updates_per_s"] = int(algo.grad_step) / out["learn_call_s"]
     t2 = time.perf_counter()
     returns = evaluate(algo, env_id, spec["eval_episodes"], seed + spec["eval_seed_offset"])

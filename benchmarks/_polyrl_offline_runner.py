@@ -58,6 +58,8 @@ def main() -> None:
         agent.learn(spec["steps"], progress=False, eval_every=0, eval_episodes=0, tensorboard=False)
         out["learn_call_s"] = time.perf_counter() - t1
         out.update(window.summary(agent.algo.n_updates))
+        for key in ("learn_phase_env_steps", "steps_per_s"):  # no env is stepped offline
+            out.pop(key)
         out["learn_call_updates_per_s"] = agent.algo.n_updates / out["learn_call_s"]
         if algo == "prdc" and agent.trainer is not None:
             share = agent.trainer.last_metrics.get("time/search_share")

@@ -242,7 +242,43 @@ def cmd_list(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list, "collect": cmd_collect, "dataset": cmd_dataset}
+def cmd_ope(argv: Sequence[str]) -> int:
+    from polyrl import ope
+    from polyrl.agent import Agent
+    from polyrl.data.minari_io import load_any
+
+    p = argparse.ArgumentParser(prog="polyrl ope", description="Estimate a run's policy value from a dataset, without the env.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--dataset", required=True, help="polyrl or Minari dataset")
+    p.add_argument("--method", choices=["fqe", "model", "both"], default="both")
+    p.add_argument("--fqe-steps", type=int, default=20_000, help="FQE gradient steps")
+    p.add_argument("--rollouts", type=int, default=100, help="model rollouts")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--true-episodes", type=int, default=0, help="also evaluate this many episodes in the real env")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args(argv)
+    agent = Agent.load(args.run_dir, resume=False)
+    data = load_any(args.dataset)
+    data.check_spec(agent.spec)
+    results = []
+    if args.method in ("fqe", "both"):
+        results.append(ope.fqe(agent, data, steps=args.fqe_steps, seed=args.seed))
+    if args.method in ("model", "both") and agent.spec.action_kind == "box":
+        results.append(ope.model_based(agent, data, n_rollouts=args.rollouts, seed=args.seed))
+    out: dict[str, object] = {"run": str(args.run_dir), "dataset": str(args.dataset), "estimates": [r.to_json() for r in results]}
+    if args.true_episodes:
+        out["true"] = agent.evaluate(args.true_episodes).to_json()
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for r in results:
+            print(f"{r.method:<6} {r.estimate:10.2f}  [{r.ci_low:.2f}, {r.ci_high:.2f}] {r.confidence:.0%} CI  ({r.quantity})")
+        if args.true_episodes:
+            print(f"true   {out['true']['mean_return']:10.2f}  (env, {args.true_episodes} episodes)")  # type: ignore[index]
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "ope": cmd_ope, "eval": cmd_eval, "list": cmd_list, "collect": cmd_collect, "dataset": cmd_dataset}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -254,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"  train    {TRAIN_USAGE[13:]}\n  eval     RUN_DIR [--episodes N] [--json]\n  list     [--json]\n"
               f"  collect  --policy RUN_DIR|random [--env ID] --steps N --out PATH\n  dataset  info PATH [--json]\n"
               f"  dataset  export PATH --minari-id ID [--root DIR]\n"
+              f"  ope      RUN_DIR --dataset PATH [--method fqe|model|both] [--json]\n"
               f"  dataset  make <env>-<random|medium|medium-replay|expert|medium-expert> --out PATH [--steps N]")
         return 0 if argv else 2
     if argv[0] in ("-V", "--version"):
