@@ -132,22 +132,24 @@ NOTES = {
 
 
 # -- the d3rlpy virtualenv ---------------------------------------------------------------------
-def probe_d3rlpy(venv: Path) -> dict[str, str] | None:
+def probe_d3rlpy(venv: Path) -> dict[str, Any] | None:
     """Versions inside the d3rlpy venv, or None if it is missing or broken."""
     py = venv_python(venv)
     if not py.exists():
         return None
-    code = ("import json, gymnasium, mujoco, d3rlpy, torch, sklearn; from d3rlpy.algos import PRDCConfig; "
+    # PRDC arrived in d3rlpy 2.x (PRDCConfig); an older d3rlpy still runs the other three comparisons.
+    code = ("import json, gymnasium, mujoco, d3rlpy, d3rlpy.algos, torch, sklearn; "
             "gymnasium.make('Hopper-v5').close(); "
             "print(json.dumps({'d3rlpy': d3rlpy.__version__, 'torch': torch.__version__, "
-            "'gymnasium': gymnasium.__version__, 'mujoco': mujoco.__version__, 'sklearn': sklearn.__version__}))")
+            "'gymnasium': gymnasium.__version__, 'mujoco': mujoco.__version__, 'sklearn': sklearn.__version__, "
+            "'prdc': hasattr(d3rlpy.algos, 'PRDCConfig')}))")
     proc = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         return None
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def ensure_d3rlpy_venv(venv: Path) -> dict[str, str]:
+def ensure_d3rlpy_venv(venv: Path) -> dict[str, Any]:
     """Create (or repair) the d3rlpy virtualenv and return its package versions.
 
     torch is installed first, pinned to the release polyrl uses: that takes the
@@ -169,8 +171,8 @@ def ensure_d3rlpy_venv(venv: Path) -> dict[str, str]:
     pip(venv, *D3RLPY_PACKAGES)
     versions = probe_d3rlpy(venv)
     if versions is None:
-        raise SystemExit(f"the d3rlpy virtualenv at {venv} still fails to import (d3rlpy with PRDCConfig, "
-                         "gymnasium's Hopper-v5); delete it and run again")
+        raise SystemExit(f"the d3rlpy virtualenv at {venv} still fails to import (d3rlpy, gymnasium's Hopper-v5); "
+                         "delete it and run again")
     if versions["torch"].split("+")[0] != want:
         print(f"WARNING: pip replaced torch {want} with {versions['torch']} in {venv} "
               "(d3rlpy pins a torch range without it); the comparison is no longer same-torch", flush=True)
@@ -607,6 +609,12 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     cases = select_cases(args)
+    if not versions.get("prdc", False) and any(c.algo == "prdc" for c in cases):
+        print(f"WARNING: d3rlpy {versions['d3rlpy']} has no PRDC (d3rlpy.algos.PRDCConfig); skipping the PRDC "
+              "comparison", flush=True)
+        cases = [c for c in cases if c.algo != "prdc"]
+        if not cases:
+            raise SystemExit("nothing left to run")
     data_dir = args.data_dir or (QUICK_DATA_DIR if args.quick else DATA_DIR)
     missing = missing_datasets(cases, data_dir)
     if missing and args.quick:

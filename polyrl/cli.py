@@ -217,12 +217,19 @@ def cmd_eval(argv: Sequence[str]) -> int:
     agent = Agent.load(args.run_dir, device=args.device, resume=False)
     res = agent.evaluate(args.episodes, seed=args.seed)
     agent.close()
-    out = res.to_json() | {"algo": agent.algo_cls.name, "env": agent.env_id, "env_steps": agent.algo.env_steps}
+    from polyrl.data.scores import reference
+
+    out = res.to_json() | {"algo": agent.algo_cls.name, "env": agent.env_id, "env_steps": agent.algo.env_steps,
+                           "updates": agent.algo.n_updates}
+    ref = reference(agent.env_id)
+    if ref is not None:
+        out |= {"normalized_score": ref.score(res.mean_return), "reference": ref.source}
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"{agent.algo_cls.name} on {agent.env_id} after {agent.algo.env_steps} steps: "
-              f"return {res.mean_return:.2f} +- {res.std_return:.2f} over {len(res.returns)} episodes")
+        score = f" (normalised score {out['normalized_score']:.1f}, {ref.source} references)" if ref is not None else ""
+        print(f"{agent.algo_cls.name} on {agent.env_id} after {agent.algo.env_steps} steps / {agent.algo.n_updates} updates: "
+              f"return {res.mean_return:.2f} +- {res.std_return:.2f} over {len(res.returns)} episodes{score}")
     return 0
 
 

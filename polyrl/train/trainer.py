@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from polyrl.data.scores import reference
 from polyrl.envs import VecEnv
 from polyrl.errors import DivergenceError
 from polyrl.train.logger import Logger, to_float
@@ -237,8 +238,12 @@ class Trainer:
             return
         res = self.agent.evaluate(self.settings.eval_episodes)
         self.last_eval = res.mean_return
-        self.logger.log(step, {"time/elapsed_s": self.elapsed + self._since(), "eval/return": res.mean_return, "eval/return_std": res.std_return,
-                               "eval/length": float(np.mean(res.lengths))})
+        row = {"time/elapsed_s": self.elapsed + self._since(), "eval/return": res.mean_return,
+               "eval/return_std": res.std_return, "eval/length": float(np.mean(res.lengths))}
+        ref = reference(self.agent.env_id)
+        if ref is not None:  # D4RL-normalised score for the tasks that have published references
+            row["eval/normalized_score"] = ref.score(res.mean_return)
+        self.logger.log(step, row)
 
     def checkpoint(self) -> None:
         """Write a checkpoint under ``run_dir/checkpoints``, then cut the episodes (see module docstring)."""
