@@ -14,54 +14,23 @@ dimensions; timeouts bootstrap (as in the spec, they are not terminal).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from polyrl.algos.base import Algorithm, adam
+from polyrl.algos.base import Algorithm
 from polyrl.algos.offline import OfflineConfig
+from polyrl.algos.td3 import TD3Params, TD3State, build_td3_state, explore
 from polyrl.losses import polyak_update, td3_critic_loss
-from polyrl.nets.heads import DeterministicPolicy, QEnsemble
 from polyrl.nets.mlp import frozen
 from polyrl.types import TransitionBatch
 
 
 @dataclass(frozen=True)
-class TD3BCConfig(OfflineConfig):
+class TD3BCConfig(TD3Params, OfflineConfig):
     alpha: float = 2.5
     """Weight of the Q term relative to the BC term (after normalising by mean |Q|)."""
-    actor_lr: float = 3e-4
-    """Actor learning rate."""
-    critic_lr: float = 3e-4
-    """Critic learning rate."""
-    tau: float = 0.005
-    """Polyak coefficient for the targets."""
-    policy_delay: int = 2
-    """Critic updates per actor (and target) update."""
-    target_noise: float = 0.2
-    """Std of the target policy smoothing noise."""
-    noise_clip: float = 0.5
-    """Clip of the target policy smoothing noise."""
-    exploration_noise: float = 0.1
-    """Std of the Gaussian exploration noise (online fine-tuning only)."""
-    n_critics: int = 2
-    """Critics in the ensemble."""
-    hidden: tuple[int, ...] = (256, 256)
-    """Hidden widths of actor and critics."""
-    activation: str = "relu"
-    """Hidden activation."""
-
-
-@dataclass
-class TD3BCState:
-    actor: DeterministicPolicy
-    actor_target: DeterministicPolicy
-    critic: QEnsemble
-    critic_target: QEnsemble
-    actor_opt: torch.optim.Optimizer
-    critic_opt: torch.optim.Optimizer
 
 
 class TD3BC(Algorithm):
@@ -73,19 +42,12 @@ class TD3BC(Algorithm):
     regime = "offline"
     cfg: TD3BCConfig
 
-    def build(self) -> TD3BCState:
-        c, d = self.cfg, self.spec
-        actor = DeterministicPolicy(d.obs_dim, d.action_dim, c.hidden, c.activation).to(self.device)
-        critic = QEnsemble(c.n_critics, d.obs_dim, d.action_dim, c.hidden, c.activation).to(self.device)
-        return TD3BCState(actor, copy.deepcopy(actor).requires_grad_(False), critic, copy.deepcopy(critic).requires_grad_(False),
-                          adam(actor.parameters(), c.actor_lr), adam(critic.parameters(), c.critic_lr))
+    def build(self) -> TD3State:
+        return build_td3_state(self.cfg, self.spec, self.device)
 
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
-        action = self.state.actor(obs)
-        if not deterministic:
-            action = (action + self.cfg.exploration_noise * torch.randn_like(action)).clamp(-1.0, 1.0)
-        return action
+        return explore(self.state.actor, obs, noise=self.cfg.exploration_noise, deterministic=deterministic)
 
     def update(self, batch: TransitionBatch) -> dict[str, float | Tensor]:
         c, s = self.cfg, self.state

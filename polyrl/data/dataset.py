@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from polyrl.data import scores
 from polyrl.data.replay import ReplayBuffer
 from polyrl.data.scores import Reference
 from polyrl.errors import DatasetError
+from polyrl.io import atomic_directory, write_json
 
 FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
 FORMAT = "polyrl-dataset"
@@ -206,9 +205,7 @@ class Dataset:
     def save(self, path: str | Path) -> Path:
         """Write the native format atomically (temporary directory, then rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
-        try:
+        with atomic_directory(path) as tmp:
             for field in FIELDS:
                 with open(tmp / f"{field}.npy", "wb") as f:
                     np.save(f, np.ascontiguousarray(getattr(self, field)))
@@ -216,20 +213,7 @@ class Dataset:
                     os.fsync(f.fileno())
             meta = self.meta | {"format": FORMAT, "version": VERSION, "transitions": len(self),
                                 "polyrl_version": self.meta.get("polyrl_version", __version__)}
-            with open(tmp / "meta.json", "w") as f:  # written last: marks a complete dataset
-                json.dump(meta, f, indent=2, sort_keys=True, default=_json_default)
-                f.flush()
-                os.fsync(f.fileno())
-            if path.exists():
-                old = path.with_name(f".{path.name}.old-{os.getpid()}")
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            write_json(tmp / "meta.json", meta, default=_json_default)  # written last: marks a complete dataset
         return path
 
     @classmethod
