@@ -83,7 +83,7 @@ ALGOS: dict[str, dict[str, Any]] = {
                 n_action_samples=10, auto_cql_alpha=False, backup_entropy=False),
     "prdc": dict(COMMON, **TD3, beta=2.0),
 }
-# Gradient steps per run, the same for both libraries. Sized for a full run of about 80 min on 2 cores (Hopper,
+# Gradient steps per run, the same for both libraries. Sized for a full run of about 85 min on 2 cores (Hopper,
 # 3 datasets x 4 algorithms x 3 seeds x 2 libraries, one thread each). CQL gets a tenth of the others' budget: its
 # critic update scores 3 x 10 sampled actions per state, about 20x the matrix work of a TD3+BC update, and runs at
 # ~10 updates/s on one CPU thread in either library.
@@ -92,8 +92,8 @@ QUICK_STEPS = {"td3bc": 300, "iql": 300, "cql": 30, "prdc": 300}
 EVAL_EPISODES = 10
 EVAL_SEED_OFFSET = 10_000
 # Rough single-thread gradient updates/s on the reference machine (2 cores, idle), for the ETA only.
-EST_RATE = {"polyrl": {"td3bc": 140.0, "iql": 100.0, "cql": 8.0, "prdc": 110.0},
-            "d3rlpy": {"td3bc": 85.0, "iql": 60.0, "cql": 10.0, "prdc": 65.0}}
+EST_RATE = {"polyrl": {"td3bc": 140.0, "iql": 100.0, "cql": 7.0, "prdc": 110.0},
+            "d3rlpy": {"td3bc": 85.0, "iql": 60.0, "cql": 9.0, "prdc": 65.0}}
 EST_OVERHEAD_S = {"polyrl": 10.0, "d3rlpy": 15.0}  # start-up, dataset set-up and the 10-episode evaluation
 
 
@@ -260,8 +260,13 @@ def make_data(envs: list[str], data_dir: Path, budget: dict[str, int], threads: 
 
 
 def _collect(collect: Any, agent: Any, env_id: str, n: int, seed: int, provenance: dict[str, Any]) -> Any:
+    import torch
+
     print(f"  collecting {n} transitions ({provenance['recipe']}, stochastic policy, seed {seed})", flush=True)
-    ds = collect(env_id, n, agent=agent, seed=seed, provenance=provenance)
+    # collect() seeds the env and its NumPy draws, but the policy samples its actions from torch's global RNG:
+    # seed that too, or the same command gives different datasets.
+    torch.manual_seed(seed)
+    ds = collect(env_id, n, agent=agent, seed=seed, provenance=provenance | {"torch_seed": seed})
     _close_cut(ds)
     return ds
 

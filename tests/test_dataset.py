@@ -41,7 +41,7 @@ def test_round_trip_is_memory_mapped(tmp_path):
         np.testing.assert_array_equal(getattr(back, field), getattr(ds, field))
     assert back.meta["env_id"] == "Pendulum-v1" and back.meta["policy"] == "random" and back.meta["seed"] == 4
     assert back.episode_returns().tolist() == pytest.approx(ds.episode_returns().tolist())
-    assert (ds.truncated.sum(), ds.terminated.sum()) == (1, 0)  # Pendulum's 200-step limit, never terminal
+    assert (ds.truncated.sum(), ds.terminated.sum()) == (2, 0)  # the 200-step limit and the budget cut; never terminal
 
 
 def test_collection_is_consistent_with_the_env():
@@ -142,3 +142,16 @@ def test_tq_uses_reference_returns():
     assert ds.tq(Reference(0.0, 10.0, "mine")) == pytest.approx(0.5)
     assert ds.info()["normalized_mean_return"] == pytest.approx(100 * (5 + 20.272305) / (3234.3 + 20.272305))
     assert _hand_built(meta={"env_id": "Pendulum-v1"}).tq() is None  # no references for Pendulum
+
+
+def test_collection_is_reproducible_and_concatenation_keeps_episodes_apart(tmp_path):
+    import polyrl
+
+    agent = polyrl.make("sac", "Pendulum-v1", hidden=(8, 8), run_dir=tmp_path / "r")
+    a, b = (collect("Pendulum-v1", 250, agent=agent, seed=3) for _ in range(2))  # stochastic policy
+    np.testing.assert_array_equal(a.action, b.action)
+    assert a.truncated[-1]  # the budget cut ends an episode
+    joined = Dataset.concatenate([collect("Pendulum-v1", 50, seed=0), collect("Pendulum-v1", 50, seed=1)])
+    assert joined.episode_ends().tolist() == [49, 99]
+    path = joined.save(tmp_path / "j")
+    assert oct(path.stat().st_mode & 0o777) != oct(0o700)  # readable by others, like any directory the user makes

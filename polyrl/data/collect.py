@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from polyrl._version import __version__
 from polyrl.data.dataset import Dataset
@@ -30,10 +31,11 @@ def collect(
 
     Args:
         env_id: Gymnasium id.
-        steps: transitions to record (the last episode may be cut; it is marked neither
-            terminated nor truncated, and ``Dataset.episode_ends`` treats it as ended).
+        steps: transitions to record (an episode cut by the budget is marked truncated: it
+            bootstraps, and datasets can be concatenated without merging episodes).
         agent: the policy; ``None`` draws uniformly random actions.
-        seed: seeds the env and the random/noise draws.
+        seed: seeds the env, the random/noise draws and the policy's sampling (the caller's
+            torch RNG is left as it was).
         deterministic: act with the policy's mode instead of sampling.
         noise: std of Gaussian noise added to (normalised) continuous actions, then clipped.
         env_kwargs: keyword arguments for ``gymnasium.make``.
@@ -49,18 +51,22 @@ def collect(
     rew_buf = np.zeros(steps, np.float32)
     term_buf, trunc_buf = np.zeros(steps, bool), np.zeros(steps, bool)
     obs = env.reset()
-    for t in range(steps):
-        if agent is None:
-            action = (rng.integers(spec.action_dim, size=1) if spec.action_kind == "discrete"
-                      else rng.uniform(-1.0, 1.0, size=(1, spec.action_dim)))
-        else:
-            action = agent.act_normalized(obs, deterministic=deterministic)
-        if noise > 0 and spec.action_kind == "box":
-            action = np.clip(action + rng.normal(0.0, noise, size=action.shape), -1.0, 1.0)
-        res = env.step(action)
-        obs_buf[t], next_buf[t], act_buf[t] = obs[0], res.next_obs[0], env.to_env_action(action)[0]
-        rew_buf[t], term_buf[t], trunc_buf[t] = res.reward[0], res.terminated[0], res.truncated[0]
-        obs = res.obs
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for t in range(steps):
+            if agent is None:
+                action = (rng.integers(spec.action_dim, size=1) if spec.action_kind == "discrete"
+                          else rng.uniform(-1.0, 1.0, size=(1, spec.action_dim)))
+            else:
+                action = agent.act_normalized(obs, deterministic=deterministic)
+            if noise > 0 and spec.action_kind == "box":
+                action = np.clip(action + rng.normal(0.0, noise, size=action.shape), -1.0, 1.0)
+            res = env.step(action)
+            obs_buf[t], next_buf[t], act_buf[t] = obs[0], res.next_obs[0], env.to_env_action(action)[0]
+            rew_buf[t], term_buf[t], trunc_buf[t] = res.reward[0], res.terminated[0], res.truncated[0]
+            obs = res.obs
+    if not (term_buf[-1] or trunc_buf[-1]):
+        trunc_buf[-1] = True  # cut by the budget: it bootstraps, and concatenation keeps episodes apart
     returns = [r for r, _ in env.drain_episodes()]
     env.close()
     meta = {

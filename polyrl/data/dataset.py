@@ -247,10 +247,14 @@ class Dataset:
 
     @classmethod
     def concatenate(cls, parts: list[Dataset], meta: dict[str, Any] | None = None) -> Dataset:
-        """Join datasets of the same env back to back (e.g. medium + expert)."""
+        """Join datasets of the same env back to back (e.g. medium + expert); each part's cut end becomes a truncation."""
         if not parts:
             raise DatasetError("nothing to concatenate")
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in FIELDS),
+        arrays = {f: np.concatenate([getattr(p, f) for p in parts]) for f in FIELDS}
+        ends = np.cumsum([len(p) for p in parts]) - 1
+        cut = ~(arrays["terminated"][ends] | arrays["truncated"][ends])
+        arrays["truncated"][ends[cut]] = True  # a part's unfinished last episode must not run into the next part
+        return cls(*(arrays[f] for f in FIELDS),
                    meta=meta if meta is not None else dict(parts[0].meta), name="+".join(p.name for p in parts))
 
 
