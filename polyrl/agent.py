@@ -26,8 +26,10 @@ import torch
 
 from polyrl import algos
 from polyrl._version import __version__
+from polyrl.data.dataset import Dataset
+from polyrl.data.minari_io import load_any
 from polyrl.envs import RunningNorm, VecEnv
-from polyrl.errors import CheckpointError
+from polyrl.errors import CheckpointError, ConfigError
 from polyrl.train.checkpoint import LATEST, read_checkpoint, resolve, write_checkpoint, write_text_atomic
 from polyrl.train.evaluate import EvalResult, run_episodes
 from polyrl.train.trainer import Trainer, TrainSettings
@@ -40,7 +42,9 @@ class Agent:
 
     Args:
         algo: registered algorithm name (``polyrl list``).
-        env: Gymnasium environment id.
+        env: Gymnasium environment id (offline: for evaluation only; default the dataset's ``env_id``).
+        dataset: offline algorithms' training data: a :class:`Dataset`, the path of a saved one, or a
+            Minari dataset (directory or local id).
         seed: seeds network init, the environments and every sampler.
         device: torch device (``"cpu"``, ``"cuda"``, ...).
         run_dir: where logs and checkpoints go (default ``runs/<algo>-<env>-s<seed>-<time>``).
@@ -53,8 +57,9 @@ class Agent:
     def __init__(
         self,
         algo: str,
-        env: str,
+        env: str | None = None,
         *,
+        dataset: str | Path | Dataset | None = None,
         seed: int = 0,
         device: str | torch.device = "cpu",
         run_dir: str | Path | None = None,
@@ -71,6 +76,16 @@ class Agent:
         self.env_kwargs = dict(env_kwargs or {})
         self.settings = settings or TrainSettings()
         self.run_dir: Path | None = Path(run_dir) if run_dir is not None else None
+        self.dataset_path = str(dataset) if isinstance(dataset, (str, Path)) else None
+        self.dataset = load_any(dataset) if isinstance(dataset, (str, Path)) else dataset
+        if self.dataset is not None and self.algo_cls.regime != "offline":
+            raise ConfigError(f"{self.algo_cls.name} learns online and takes no dataset; "
+                              f"offline algorithms: {', '.join(n for n, c in algos.REGISTRY.items() if c.regime == 'offline')}")
+        if env is None:
+            env = self.dataset.env_id if self.dataset is not None else None
+            if env is None:
+                raise ConfigError("no environment given" + (" and the dataset names none" if self.dataset is not None else "")
+                                  + "; pass env=ID (CLI: --env ID)")
         probe = VecEnv(env, 1, env_kwargs=self.env_kwargs)  # validates the id and reads the spaces
         self.env_id, self.spec = probe.env_id, probe.spec
         probe.close()
@@ -78,13 +93,20 @@ class Agent:
             torch.manual_seed(self.seed)  # network init depends on the seed only, not on the caller's RNG
             self.algo = self.algo_cls(self.cfg, self.spec, self.device)
         self.obs_norm = RunningNorm(self.spec.obs_shape, enabled=self.cfg.normalize_obs).to(self.device)
+        if self.dataset is not None:
+            self.dataset.check_spec(self.spec)
+            if self.cfg.normalize_obs:  # offline: the dataset's statistics, fixed
+                mean, var = self.dataset.obs_stats()
+                self.obs_norm.set(mean, var, count=len(self.dataset))
+                self.obs_norm.frozen = True
+            self.algo.prepare(self.dataset, self.obs_norm)
         self.trainer: Trainer | None = None
         self._pending_resume: Any | None = None
         self._eval_env: VecEnv | None = None
 
     # -- training ----------------------------------------------------------------------------
     def learn(self, steps: int | None = None, **settings: Any) -> Agent:
-        """Train for ``steps`` more env steps (``None``: continue to the target of a resumed run).
+        """Train for ``steps`` more env steps, or gradient updates offline (``None``: continue a resumed run).
 
         Annealing schedules (PPO's learning rate and clip range, DQN's epsilon)
         run from the current step to this call's target, so one call with the
@@ -100,12 +122,13 @@ class Agent:
                 self.trainer.load_state_dict(self._pending_resume)
                 self._pending_resume = None
         self.trainer.settings = self.settings
+        done = self.trainer.progress()
         if steps is None:
             target = self.trainer.target
-            if target <= self.algo.env_steps:
+            if target <= done:
                 raise ValueError("nothing to resume: give the number of steps to train")
         else:
-            target = self.algo.env_steps + int(steps)
+            target = done + int(steps)
         self.trainer.run(target)
         return self
 
@@ -119,9 +142,10 @@ class Agent:
         action = self._env_for_actions().to_env_action(action)
         return action[0] if single else action
 
-    def _policy(self, obs: np.ndarray) -> np.ndarray:
+    def act_normalized(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Normalised actions for a batch of raw observations (what a VecEnv steps with)."""
         x = self.obs_norm(torch.as_tensor(obs, device=self.device))
-        return self.algo.act(x, deterministic=True).cpu().numpy()
+        return self.algo.act(x, deterministic=deterministic).cpu().numpy()
 
     def _env_for_actions(self, n_envs: int = 1) -> VecEnv:
         """A separate env for evaluation and action rescaling, rebuilt when a different width is needed."""
@@ -137,14 +161,15 @@ class Agent:
         Episodes run on up to 5 env copies at once, each copy running an equal share.
         """
         env = self._env_for_actions(min(max(episodes, 1), 5))
-        return run_episodes(env, self._policy, episodes, self.seed + 10_000 if seed is None else seed)
+        return run_episodes(env, self.act_normalized, episodes, self.seed + 10_000 if seed is None else seed)
 
     # -- persistence -------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
         return {
             "algo": self.algo_cls.name, "env": self.env_id, "seed": self.seed, "config": self.cfg.to_dict(),
             "spec": self.spec.to_json(), "env_kwargs": self.env_kwargs, "vectorization": self.vectorization,
-            "env_steps": self.algo.env_steps, "polyrl_version": __version__, "torch_version": torch.__version__,
+            "env_steps": self.algo.env_steps, "updates": self.algo.n_updates, "dataset": self.dataset_path,
+            "polyrl_version": __version__, "torch_version": torch.__version__,
         }
 
     def _weights(self) -> dict[str, torch.Tensor]:
@@ -181,6 +206,7 @@ class Agent:
         return self.run_dir
 
     def write_run_checkpoint(self, step: int, keep: int = 2) -> Path:
+        # ``step`` is the trainer's progress: env steps online, gradient updates offline.
         """Write ``run_dir/checkpoints/step_<step>``, point ``LATEST`` at it and prune old ones."""
         ckdir = self.ensure_run_dir() / "checkpoints"
         path = self.save(ckdir / f"step_{step:010d}")
@@ -211,8 +237,16 @@ class Agent:
         meta, weights, resume_state = read_checkpoint(ckpt, with_resume=resume)
         if run_dir is None and ckpt.parent.name == "checkpoints":
             run_dir = ckpt.parent.parent
+        dataset = meta.get("dataset")
+        if dataset is not None and not Path(dataset).exists():
+            if resume:
+                raise CheckpointError(f"the run trained on {dataset}, which no longer exists; "
+                                      "restore it to resume, or load with resume=False to evaluate or deploy")
+            dataset = None
+        if not resume:
+            dataset = None  # evaluation and deployment need no training data
         try:
-            agent = cls(meta["algo"], meta["env"], seed=meta["seed"], device=device, run_dir=run_dir,
+            agent = cls(meta["algo"], meta["env"], dataset=dataset, seed=meta["seed"], device=device, run_dir=run_dir,
                         vectorization=meta.get("vectorization", "sync"), env_kwargs=meta.get("env_kwargs"), **meta["config"])
         except KeyError as e:
             raise CheckpointError(f"{ckpt / 'agent.json'} lacks field {e}; the checkpoint is corrupt or from another tool") from None
@@ -240,8 +274,8 @@ class Agent:
         return f"Agent({self.algo_cls.name!r}, env={self.env_id!r}, seed={self.seed}, steps={self.algo.env_steps})"
 
 
-def make(algo: str, env: str, *, seed: int = 0, device: str | torch.device = "cpu", **kwargs: Any) -> Agent:
-    """Create an :class:`Agent`; ``kwargs`` are Agent options and algorithm config fields."""
+def make(algo: str, env: str | None = None, *, seed: int = 0, device: str | torch.device = "cpu", **kwargs: Any) -> Agent:
+    """Create an :class:`Agent`; ``kwargs`` are Agent options (``dataset=``, ``run_dir=``, ...) and config fields."""
     return Agent(algo, env, seed=seed, device=device, **kwargs)
 
 

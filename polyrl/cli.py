@@ -13,13 +13,14 @@ import difflib
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, get_type_hints
 
 from polyrl import algos
 from polyrl._version import __version__
 from polyrl.errors import ConfigError, PolyrlError
 
-TRAIN_USAGE = "polyrl train ALGO [ENV] [--env ID] [--steps N] [--seed S] [--run-dir DIR] [--<config-field> V ...]"
+TRAIN_USAGE = "polyrl train ALGO [ENV] [--env ID] [--dataset PATH] [--steps N] [--seed S] [--run-dir DIR] [--<config-field> V ...]"
 
 
 def _type_name(typ: Any) -> str:
@@ -32,7 +33,9 @@ def _train_parser(algo_name: str | None) -> argparse.ArgumentParser:
     p.add_argument("env_pos", nargs="?", metavar="ENV", help="Gymnasium environment id (same as --env)")
     run = p.add_argument_group("run")
     run.add_argument("--env", help="Gymnasium environment id")
-    run.add_argument("--steps", type=int, default=None, help="environment steps to train (default 100000; with --resume: total steps to reach)")
+    run.add_argument("--dataset", default=None, help="training data of an offline algorithm (the env defaults to the dataset's)")
+    run.add_argument("--steps", type=int, default=None,
+                     help="env steps to train, gradient updates offline (default 100000; with --resume: the total to reach)")
     run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     run.add_argument("--run-dir", default=None, help="run directory (default runs/<algo>-<env>-s<seed>-<time>)")
     run.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -97,11 +100,11 @@ def cmd_train(argv: Sequence[str]) -> int:
             return 0
     else:
         env = args.env or args.env_pos
-        if env is None:
+        if env is None and args.dataset is None:
             raise ConfigError(f"no environment given; usage: {TRAIN_USAGE}")
         if args.env and args.env_pos and args.env != args.env_pos:
             raise ConfigError(f"two environments given ({args.env_pos} and --env {args.env}); give one")
-        agent = Agent(algo_name, env, seed=args.seed, device=args.device, run_dir=args.run_dir,  # type: ignore[arg-type]
+        agent = Agent(algo_name, env, dataset=args.dataset, seed=args.seed, device=args.device, run_dir=args.run_dir,  # type: ignore[arg-type]
                       vectorization="async" if args.async_envs else "sync", settings=settings, **config)
         steps = 100_000 if args.steps is None else args.steps
     try:
@@ -120,6 +123,85 @@ def cmd_train(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_collect(argv: Sequence[str]) -> int:
+    from polyrl.agent import Agent
+    from polyrl.data.collect import collect
+
+    p = argparse.ArgumentParser(prog="polyrl collect", description="Roll out a policy and save the transitions as a polyrl dataset.")
+    p.add_argument("--env", default=None, help="Gymnasium id (default: the policy's env)")
+    p.add_argument("--policy", required=True, help="a run or checkpoint directory, or 'random'")
+    p.add_argument("--steps", type=int, required=True, help="transitions to record")
+    p.add_argument("--out", required=True, help="dataset directory to write (atomically)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--deterministic", action="store_true", help="act with the policy's mode instead of sampling")
+    p.add_argument("--noise", type=float, default=0.0, help="std of Gaussian noise on normalised continuous actions")
+    args = p.parse_args(argv)
+    if args.steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {args.steps}")
+    agent = None if args.policy == "random" else Agent.load(args.policy, resume=False)
+    env = args.env or (agent.env_id if agent is not None else None)
+    if env is None:
+        raise ConfigError("a random policy needs --env ID")
+    ds = collect(env, args.steps, agent=agent, seed=args.seed, deterministic=args.deterministic, noise=args.noise)
+    path = ds.save(args.out)
+    info = ds.info()
+    print(f"wrote {path}: {info['transitions']} transitions, {info['episodes']} episodes, "
+          f"mean return {info['mean_return']:.2f} (policy {ds.meta['policy']})")
+    return 0
+
+
+def cmd_dataset(argv: Sequence[str]) -> int:
+    from polyrl.data.minari_io import load_any
+
+    p = argparse.ArgumentParser(prog="polyrl dataset", description="Inspect, make and export datasets (polyrl or Minari).")
+    sub = p.add_subparsers(dest="action", required=True)
+    info_p = sub.add_parser("info", help="size, shapes, returns, TQ and SACo of a polyrl or Minari dataset")
+    info_p.add_argument("path")
+    info_p.add_argument("--json", action="store_true", help="print one JSON object")
+    export_p = sub.add_parser("export", help="write a dataset in Minari's format (minari.load_dataset opens it)")
+    export_p.add_argument("path")
+    export_p.add_argument("--minari-id", required=True, help="Minari dataset id, e.g. pendulum/noisy-v0")
+    export_p.add_argument("--root", default=None, help="Minari datasets root (default: $MINARI_DATASETS_PATH or ~/.minari/datasets)")
+    make_p = sub.add_parser("make", help="build a D4RL-style dataset with polyrl's SAC: <env>-<recipe>",
+                            description="Recipes: random, medium, medium-replay, expert, medium-expert (e.g. hopper-medium, "
+                            "Pendulum-v1-expert). The SAC run behind them is trained once and reused.")
+    make_p.add_argument("name", help="<env>-<recipe>, env as an alias (hopper, halfcheetah, walker2d, ant) or a Gymnasium id")
+    make_p.add_argument("--out", required=True, help="dataset directory to write (atomically)")
+    make_p.add_argument("--steps", type=int, default=100_000, help="transitions to roll out (medium-replay: set by the run)")
+    make_p.add_argument("--train-steps", type=int, default=100_000, help="SAC training budget (env steps)")
+    make_p.add_argument("--eval-every", type=int, default=5_000, help="env steps between SAC snapshots")
+    make_p.add_argument("--seed", type=int, default=0)
+    make_p.add_argument("--sources", default=None, help="where the shared SAC run is kept (default: beside --out)")
+    args = p.parse_args(argv)
+    if args.action == "make":
+        from polyrl.data.recipes import make_dataset
+
+        out = Path(args.out)
+        ds = make_dataset(args.name, args.steps, train_steps=args.train_steps, eval_every=args.eval_every, seed=args.seed,
+                          sources=args.sources or out.parent / ".polyrl-sources", progress=sys.stderr.isatty())
+        ds.save(out)
+        info = ds.info()
+        print(f"wrote {out}: {info['transitions']} transitions, {info['episodes']} episodes, mean return "
+              f"{info['mean_return']:.2f} (recipe {ds.meta['recipe']}, policy {ds.meta['policy']})")
+        return 0
+    if args.action == "export":
+        from polyrl.data.minari_io import save_minari
+
+        path = save_minari(load_any(args.path), args.minari_id, args.root)
+        print(f"wrote Minari dataset {args.minari_id} at {path}")
+        return 0
+    ds = load_any(args.path)
+    info = ds.info() | {"provenance": {k: v for k, v in ds.meta.items() if k not in ("spec",)}}
+    if args.json:
+        print(json.dumps(info))
+    else:
+        for key in ("env_id", "transitions", "episodes", "obs_shape", "action_shape", "mean_return", "std_return",
+                    "min_return", "max_return", "terminations", "truncations", "tq", "saco", "reference",
+                    "normalized_mean_return"):
+            print(f"{key:<14} {info[key]}")
+    return 0
+
+
 def cmd_eval(argv: Sequence[str]) -> int:
     from polyrl.agent import Agent
 
@@ -135,12 +217,19 @@ def cmd_eval(argv: Sequence[str]) -> int:
     agent = Agent.load(args.run_dir, device=args.device, resume=False)
     res = agent.evaluate(args.episodes, seed=args.seed)
     agent.close()
-    out = res.to_json() | {"algo": agent.algo_cls.name, "env": agent.env_id, "env_steps": agent.algo.env_steps}
+    from polyrl.data.scores import reference
+
+    out = res.to_json() | {"algo": agent.algo_cls.name, "env": agent.env_id, "env_steps": agent.algo.env_steps,
+                           "updates": agent.algo.n_updates}
+    ref = reference(agent.env_id)
+    if ref is not None:
+        out |= {"normalized_score": ref.score(res.mean_return), "reference": ref.source}
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"{agent.algo_cls.name} on {agent.env_id} after {agent.algo.env_steps} steps: "
-              f"return {res.mean_return:.2f} +- {res.std_return:.2f} over {len(res.returns)} episodes")
+        score = f" (normalised score {out['normalized_score']:.1f}, {ref.source} references)" if ref is not None else ""
+        print(f"{agent.algo_cls.name} on {agent.env_id} after {agent.algo.env_steps} steps / {agent.algo.n_updates} updates: "
+              f"return {res.mean_return:.2f} +- {res.std_return:.2f} over {len(res.returns)} episodes{score}")
     return 0
 
 
@@ -160,7 +249,43 @@ def cmd_list(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list}
+def cmd_ope(argv: Sequence[str]) -> int:
+    from polyrl import ope
+    from polyrl.agent import Agent
+    from polyrl.data.minari_io import load_any
+
+    p = argparse.ArgumentParser(prog="polyrl ope", description="Estimate a run's policy value from a dataset, without the env.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--dataset", required=True, help="polyrl or Minari dataset")
+    p.add_argument("--method", choices=["fqe", "model", "both"], default="both")
+    p.add_argument("--fqe-steps", type=int, default=20_000, help="FQE gradient steps")
+    p.add_argument("--rollouts", type=int, default=100, help="model rollouts")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--true-episodes", type=int, default=0, help="also evaluate this many episodes in the real env")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args(argv)
+    agent = Agent.load(args.run_dir, resume=False)
+    data = load_any(args.dataset)
+    data.check_spec(agent.spec)
+    results = []
+    if args.method in ("fqe", "both"):
+        results.append(ope.fqe(agent, data, steps=args.fqe_steps, seed=args.seed))
+    if args.method in ("model", "both") and agent.spec.action_kind == "box":
+        results.append(ope.model_based(agent, data, n_rollouts=args.rollouts, seed=args.seed))
+    out: dict[str, object] = {"run": str(args.run_dir), "dataset": str(args.dataset), "estimates": [r.to_json() for r in results]}
+    if args.true_episodes:
+        out["true"] = agent.evaluate(args.true_episodes).to_json()
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for r in results:
+            print(f"{r.method:<6} {r.estimate:10.2f}  [{r.ci_low:.2f}, {r.ci_high:.2f}] {r.confidence:.0%} CI  ({r.quantity})")
+        if args.true_episodes:
+            print(f"true   {out['true']['mean_return']:10.2f}  (env, {args.true_episodes} episodes)")  # type: ignore[index]
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "ope": cmd_ope, "eval": cmd_eval, "list": cmd_list, "collect": cmd_collect, "dataset": cmd_dataset}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,7 +294,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(f"polyrl {__version__}: policy optimisation in every RL regime\n\n"
               f"usage: polyrl {{{','.join(COMMANDS)}}} ...\n"
-              f"  train  {TRAIN_USAGE[13:]}\n  eval   RUN_DIR [--episodes N] [--json]\n  list   [--json]")
+              f"  train    {TRAIN_USAGE[13:]}\n  eval     RUN_DIR [--episodes N] [--json]\n  list     [--json]\n"
+              f"  collect  --policy RUN_DIR|random [--env ID] --steps N --out PATH\n  dataset  info PATH [--json]\n"
+              f"  dataset  export PATH --minari-id ID [--root DIR]\n"
+              f"  ope      RUN_DIR --dataset PATH [--method fqe|model|both] [--json]\n"
+              f"  dataset  make <env>-<random|medium|medium-replay|expert|medium-expert> --out PATH [--steps N]")
         return 0 if argv else 2
     if argv[0] in ("-V", "--version"):
         print(f"polyrl {__version__}")

@@ -7,10 +7,14 @@ over a trailing objective axis.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from polyrl.types import TransitionBatch
 
 
 def ppo_clip_loss(log_prob: Tensor, old_log_prob: Tensor, advantage: Tensor, *, clip: float) -> Tensor:
@@ -109,3 +113,34 @@ def polyak_update(target: Iterable[Tensor], online: Iterable[Tensor], *, tau: fl
     t, o = list(target), list(online)
     if t:
         torch._foreach_lerp_(t, o, tau)
+
+
+def expectile_loss(diff: Tensor, *, expectile: float) -> Tensor:
+    """Asymmetric squared loss ``E[|tau - 1(u < 0)| u^2]`` (IQL, Kostrikov et al. 2021, eq. 5), ``u = diff``."""
+    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
+    return (weight * diff.pow(2)).mean()
+
+
+def td3_critic_loss(
+    critic: Callable[[Tensor, Tensor], Tensor],
+    critic_target: Callable[[Tensor, Tensor], Tensor],
+    actor_target: Callable[[Tensor], Tensor],
+    batch: TransitionBatch,
+    *,
+    target_noise: float,
+    noise_clip: float,
+) -> tuple[Tensor, Tensor]:
+    """TD3's critic loss (Fujimoto et al. 2018, section 5): clipped double-Q with target policy smoothing.
+
+    ``y = r + discount (1 - d) min_k Q'_k(s', clip(pi'(s') + clip(eps, -c, c), -1, 1))``,
+    ``eps ~ N(0, target_noise)``; returns ``(sum_k E[(Q_k(s, a) - y)^2], Q [E, B])``.
+    Shared by TD3, TD3+BC and PRDC, whose critics are identical.
+    """
+    with torch.no_grad():
+        next_action = actor_target(batch.next_obs)
+        noise = (target_noise * torch.randn_like(next_action)).clamp(-noise_clip, noise_clip)
+        next_action = (next_action + noise).clamp(-1.0, 1.0)
+        next_q = critic_target(batch.next_obs, next_action).min(0).values
+        target = td_target(batch.reward, next_q, discount=batch.discount, terminated=batch.terminated)
+    q = critic(batch.obs, batch.action)
+    return (q - target).pow(2).mean(1).sum(), q

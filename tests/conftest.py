@@ -12,6 +12,11 @@ TINY = {
     "sac": {"learning_starts": 50, "batch_size": 16, "buffer_size": 1000, "hidden": (16, 16)},
     "td3": {"learning_starts": 50, "batch_size": 16, "buffer_size": 1000, "hidden": (16, 16)},
     "dqn": {"learning_starts": 50, "batch_size": 16, "buffer_size": 1000, "hidden": (16, 16), "target_update_interval": 20},
+    "bc": {"batch_size": 16, "hidden": (16, 16)},
+    "td3bc": {"batch_size": 16, "hidden": (16, 16)},
+    "iql": {"batch_size": 16, "hidden": (16, 16)},
+    "cql": {"batch_size": 16, "hidden": (16, 16), "n_action_samples": 4},
+    "prdc": {"batch_size": 16, "hidden": (16, 16)},
 }
 
 
@@ -20,6 +25,25 @@ def env_for(algo: str) -> str:
     from polyrl import algos
 
     return "Pendulum-v1" if "box" in algos.get(algo).action_kinds else "CartPole-v1"
+
+
+@pytest.fixture(scope="session")
+def tiny_datasets(tmp_path_factory):
+    """Saved random-policy datasets (600 transitions) for Pendulum-v1 and CartPole-v1, keyed by env id."""
+    from polyrl.data.collect import collect
+
+    root = tmp_path_factory.mktemp("datasets")
+    return {env: collect(env, 600, seed=1).save(root / env) for env in ("Pendulum-v1", "CartPole-v1")}
+
+
+def agent_kwargs(algo: str, datasets: dict | None = None) -> dict:
+    """Keyword arguments that make a tiny agent of ``algo`` (with a dataset for offline algorithms)."""
+    from polyrl import algos
+
+    kw = {"env": env_for(algo), **TINY[algo]}
+    if algos.get(algo).regime == "offline":
+        kw["dataset"] = datasets[kw["env"]]
+    return kw
 
 
 class NaNRewardEnv(gym.Env):

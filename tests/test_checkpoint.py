@@ -37,7 +37,7 @@ def test_interrupted_write_leaves_previous_checkpoint_intact(tmp_path, monkeypat
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ckpt, "_write_json", boom)
+    monkeypatch.setattr(ckpt, "write_json", boom)
     with pytest.raises(KeyboardInterrupt):
         ckpt.write_checkpoint(path, {"v": 2}, {"w": torch.zeros(2)}, {"x": 1})
     meta, weights, _ = ckpt.read_checkpoint(path)

@@ -64,3 +64,14 @@ def test_errors_are_one_clear_line(argv, message, capsys):
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "polyrl.cli", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("polyrl ")
+
+
+def test_eval_reports_d4rl_normalised_score_on_mujoco(tmp_path, capsys):
+    pytest.importorskip("mujoco")
+    import polyrl
+
+    path = polyrl.make("td3", "Hopper-v5", hidden=(8, 8), run_dir=tmp_path / "r").save(tmp_path / "ck")
+    assert main(["eval", str(path), "--episodes", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["reference"] == "d4rl"
+    assert out["normalized_score"] == pytest.approx(100 * (out["mean_return"] + 20.272305) / (3234.3 + 20.272305))

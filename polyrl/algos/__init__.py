@@ -5,13 +5,18 @@ from __future__ import annotations
 import difflib
 
 from polyrl.algos.base import AlgoConfig, Algorithm
+from polyrl.algos.bc import BC, BCConfig
+from polyrl.algos.cql import CQL, CQLConfig
 from polyrl.algos.dqn import DQN, DQNConfig
+from polyrl.algos.iql import IQL, IQLConfig
 from polyrl.algos.ppo import PPO, PPOConfig
+from polyrl.algos.prdc import PRDC, PRDCConfig
 from polyrl.algos.sac import SAC, SACConfig
 from polyrl.algos.td3 import TD3, TD3Config
+from polyrl.algos.td3bc import TD3BC, TD3BCConfig
 from polyrl.errors import UnknownAlgorithmError
 
-REGISTRY: dict[str, type[Algorithm]] = {cls.name: cls for cls in (PPO, SAC, TD3, DQN)}
+REGISTRY: dict[str, type[Algorithm]] = {cls.name: cls for cls in (PPO, SAC, TD3, DQN, BC, TD3BC, IQL, CQL, PRDC)}
 
 
 def get(name: str) -> type[Algorithm]:
@@ -28,5 +33,6 @@ def names() -> list[str]:
     return sorted(REGISTRY)
 
 
-__all__ = ["DQN", "PPO", "SAC", "TD3", "AlgoConfig", "Algorithm", "DQNConfig", "PPOConfig", "SACConfig", "TD3Config",
+__all__ = ["BC", "CQL", "DQN", "IQL", "PPO", "PRDC", "SAC", "TD3", "TD3BC", "AlgoConfig", "Algorithm", "BCConfig",
+           "CQLConfig", "DQNConfig", "IQLConfig", "PPOConfig", "PRDCConfig", "SACConfig", "TD3BCConfig", "TD3Config",
            "REGISTRY", "get", "names"]

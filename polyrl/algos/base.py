@@ -124,7 +124,8 @@ class Algorithm(abc.ABC):
     action_kinds: ClassVar[tuple[str, ...]]
     """Action spaces handled: ``"box"`` and/or ``"discrete"``."""
     regime: ClassVar[str]
-    """``"on_policy"`` (fed rollouts) or ``"off_policy"`` (fed transitions from a replay buffer)."""
+    """``"on_policy"`` (fed rollouts), ``"off_policy"`` (transitions from a replay buffer the env fills)
+    or ``"offline"`` (transitions from a fixed dataset)."""
 
     def __init__(self, cfg: AlgoConfig, spec: EnvSpec, device: torch.device | str = "cpu") -> None:
         if spec.action_kind not in self.action_kinds:
@@ -155,6 +156,16 @@ class Algorithm(abc.ABC):
     @abc.abstractmethod
     def update(self, batch: Any) -> dict[str, Any]:
         """One update from a batch; returns metrics (floats or 0-d tensors) keyed ``loss/...``, ``train/...``."""
+
+    def prepare(self, dataset: Any, normalize: Any) -> None:
+        """Called once with the training dataset before offline training (e.g. to derive a reward scale).
+
+        ``normalize`` maps raw observations to what ``update`` receives (the agent's normaliser).
+
+        Whatever it derives must live in the declared state so it is saved with the weights.
+        Most algorithms need nothing from the data, hence the empty default.
+        """
+        return None
 
     # -- derived from the declared state -------------------------------------------------------
     def _items(self) -> list[tuple[str, Any]]:

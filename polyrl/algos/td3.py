@@ -22,16 +22,17 @@ from torch import Tensor
 
 from polyrl.algos.base import Algorithm, adam
 from polyrl.algos.offpolicy import OffPolicyConfig
-from polyrl.losses import polyak_update, td_target
+from polyrl.envs import EnvSpec
+from polyrl.losses import polyak_update, td3_critic_loss
 from polyrl.nets.heads import DeterministicPolicy, QEnsemble
 from polyrl.nets.mlp import frozen
 from polyrl.types import TransitionBatch
 
 
 @dataclass(frozen=True)
-class TD3Config(OffPolicyConfig):
-    learning_starts: int = 25_000
-    """Env steps of uniformly random actions before learning starts."""
+class TD3Params:
+    """The fields of the TD3 family (TD3, TD3+BC, PRDC), whatever the data source."""
+
     actor_lr: float = 3e-4
     """Actor learning rate."""
     critic_lr: float = 3e-4
@@ -54,14 +55,38 @@ class TD3Config(OffPolicyConfig):
     """Hidden activation."""
 
 
+@dataclass(frozen=True)
+class TD3Config(TD3Params, OffPolicyConfig):
+    learning_starts: int = 25_000
+    """Env steps of uniformly random actions before learning starts."""
+
+
 @dataclass
 class TD3State:
+    """Trainable state of the TD3 family."""
+
     actor: DeterministicPolicy
     actor_target: DeterministicPolicy
     critic: QEnsemble
     critic_target: QEnsemble
     actor_opt: torch.optim.Optimizer
     critic_opt: torch.optim.Optimizer
+
+
+def build_td3_state(c: TD3Params, spec: EnvSpec, device: torch.device) -> TD3State:
+    """Actor, twin critics, their targets and optimisers, as every TD3-family algorithm declares them."""
+    actor = DeterministicPolicy(spec.obs_dim, spec.action_dim, c.hidden, c.activation).to(device)
+    critic = QEnsemble(c.n_critics, spec.obs_dim, spec.action_dim, c.hidden, c.activation).to(device)
+    return TD3State(actor, copy.deepcopy(actor).requires_grad_(False), critic, copy.deepcopy(critic).requires_grad_(False),
+                    adam(actor.parameters(), c.actor_lr), adam(critic.parameters(), c.critic_lr))
+
+
+def explore(actor: DeterministicPolicy, obs: Tensor, *, noise: float, deterministic: bool) -> Tensor:
+    """``pi(s)``, plus clipped Gaussian exploration noise unless ``deterministic``."""
+    action = actor(obs)
+    if not deterministic:
+        action = (action + noise * torch.randn_like(action)).clamp(-1.0, 1.0)
+    return action
 
 
 class TD3(Algorithm):
@@ -74,29 +99,16 @@ class TD3(Algorithm):
     cfg: TD3Config
 
     def build(self) -> TD3State:
-        c, d = self.cfg, self.spec
-        actor = DeterministicPolicy(d.obs_dim, d.action_dim, c.hidden, c.activation).to(self.device)
-        critic = QEnsemble(c.n_critics, d.obs_dim, d.action_dim, c.hidden, c.activation).to(self.device)
-        return TD3State(actor, copy.deepcopy(actor).requires_grad_(False), critic, copy.deepcopy(critic).requires_grad_(False),
-                        adam(actor.parameters(), c.actor_lr), adam(critic.parameters(), c.critic_lr))
+        return build_td3_state(self.cfg, self.spec, self.device)
 
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
-        action = self.state.actor(obs)
-        if not deterministic:
-            action = (action + self.cfg.exploration_noise * torch.randn_like(action)).clamp(-1.0, 1.0)
-        return action
+        return explore(self.state.actor, obs, noise=self.cfg.exploration_noise, deterministic=deterministic)
 
     def update(self, batch: TransitionBatch) -> dict[str, float | Tensor]:
         c, s = self.cfg, self.state
-        with torch.no_grad():
-            next_action = s.actor_target(batch.next_obs)
-            noise = (c.target_noise * torch.randn_like(next_action)).clamp(-c.noise_clip, c.noise_clip)
-            next_action = (next_action + noise).clamp(-1.0, 1.0)
-            next_q = s.critic_target(batch.next_obs, next_action).min(0).values
-            target = td_target(batch.reward, next_q, discount=batch.discount, terminated=batch.terminated)
-        q = s.critic(batch.obs, batch.action)
-        critic_loss = (q - target).pow(2).mean(1).sum()
+        critic_loss, q = td3_critic_loss(s.critic, s.critic_target, s.actor_target, batch,
+                                         target_noise=c.target_noise, noise_clip=c.noise_clip)
         s.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         s.critic_opt.step()

@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from polyrl._version import __version__
+from polyrl.data import scores
+from polyrl.data.replay import ReplayBuffer
+from polyrl.data.scores import Reference
 from polyrl.errors import DatasetError
+from polyrl.io import atomic_directory, write_json
 
 FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
 FORMAT = "polyrl-dataset"
@@ -52,11 +55,11 @@ class Dataset:
         self.name = name
         self.obs = _as(obs, np.float32)
         self.next_obs = _as(next_obs, np.float32)
-        act = np.asarray(action)
+        act = np.asanyarray(action)
         self.action = act if act.dtype.kind in "iu" else _as(act, np.float32)
         self.reward = _as(reward, np.float32)
-        self.terminated = np.asarray(terminated, dtype=bool)
-        self.truncated = np.asarray(truncated, dtype=bool)
+        self.terminated = _as(terminated, bool)
+        self.truncated = _as(truncated, bool)
         self.meta: dict[str, Any] = dict(meta or {})
         self._validate()
 
@@ -129,24 +132,80 @@ class Dataset:
         mean = total / len(self)
         return mean, np.maximum(sq / len(self) - mean**2, 0.0)
 
+    def saco(self, *, obs_bin: float = 0.5, action_bins: int = 8) -> float:
+        """State-action coverage: unique discretised ``(s, a)`` pairs per transition, in ``(0, 1]``.
+
+        After Schweighofer et al. 2022 ("A dataset perspective on offline RL"),
+        normalised by the dataset's size instead of a reference dataset's count.
+        Discretisation: each state dimension is standardised with the
+        dataset's own mean and std and cut into bins ``obs_bin`` std wide;
+        continuous actions are min-max scaled per dimension and cut into
+        ``action_bins`` equal bins (discrete actions are used as they are).
+        1.0 means no two transitions share a cell.
+        """
+        mean, var = self.obs_stats()
+        std = np.sqrt(var) + 1e-8
+        codes = [np.floor((np.asarray(self.obs, np.float64) - mean) / (std * obs_bin)).astype(np.int64)]
+        act = np.asarray(self.action)
+        if act.dtype.kind in "iu":
+            codes.append(act.reshape(len(act), -1).astype(np.int64))
+        else:
+            lo, hi = act.min(0), act.max(0)
+            scaled = (act - lo) / np.where(hi > lo, hi - lo, 1.0)
+            codes.append(np.minimum(np.floor(scaled * action_bins), action_bins - 1).astype(np.int64))
+        cells = np.concatenate([c.reshape(len(self), -1) for c in codes], axis=1)
+        return float(len(np.unique(cells, axis=0)) / len(self))
+
+    def tq(self, reference: Reference | None = None) -> float | None:
+        """Trajectory quality: the mean episode return normalised by reference returns, in [0, 1] for
+        data between the random and the expert policy (Schweighofer et al. 2022). ``None`` without references.
+        """
+        ref = reference or (scores.reference(self.env_id) if self.env_id else None)
+        if ref is None:
+            return None
+        return float((np.mean(self.episode_returns()) - ref.random) / (ref.expert - ref.random))
+
     def info(self) -> dict[str, Any]:
-        """Size, shapes and return statistics."""
+        """Size, shapes, return statistics and the quality measures TQ and SACo."""
         rets = self.episode_returns()
+        ref = scores.reference(self.env_id) if self.env_id else None
         return {
             "name": self.name, "env_id": self.env_id, "transitions": len(self), "episodes": int(len(rets)),
             "obs_shape": list(self.obs.shape[1:]), "action_shape": list(self.action.shape[1:]),
             "action_dtype": str(self.action.dtype), "mean_return": float(np.mean(rets)), "std_return": float(np.std(rets)),
             "min_return": float(np.min(rets)), "max_return": float(np.max(rets)),
             "terminations": int(self.terminated.sum()), "truncations": int(self.truncated.sum()),
+            "tq": self.tq(ref), "saco": self.saco(), "reference": None if ref is None else ref.source,
+            "normalized_mean_return": None if ref is None else ref.score(float(np.mean(rets))),
         }
+
+    def buffer(self, spec: Any, device: Any = "cpu") -> ReplayBuffer:
+        """The dataset as a full :class:`ReplayBuffer` on ``device``, actions rescaled to ``[-1, 1]``.
+
+        On the CPU, fields that need no conversion share memory with the
+        (memory-mapped) arrays instead of being copied.
+        """
+        self.check_spec(spec)
+        action = self.action
+        if spec.action_kind == "box":
+            low, high = np.asarray(spec.action_low), np.asarray(spec.action_high)
+            if np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and not (np.all(low == -1) and np.all(high == 1)):
+                action = ((action - (high + low) / 2) / ((high - low) / 2)).astype(np.float32)
+
+        def t(x: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+            return torch.from_numpy(np.asarray(x)).to(device=device, dtype=dtype)
+
+        return ReplayBuffer.wrap(
+            obs=t(self.obs, torch.float32), action=t(action, torch.int64 if spec.action_kind == "discrete" else torch.float32),
+            reward=t(self.reward, torch.float32), next_obs=t(self.next_obs, torch.float32),
+            terminated=t(self.terminated, torch.float32), truncated=t(self.truncated, torch.float32),
+        )
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write the native format atomically (temporary directory, then rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
-        try:
+        with atomic_directory(path) as tmp:
             for field in FIELDS:
                 with open(tmp / f"{field}.npy", "wb") as f:
                     np.save(f, np.ascontiguousarray(getattr(self, field)))
@@ -154,20 +213,7 @@ class Dataset:
                     os.fsync(f.fileno())
             meta = self.meta | {"format": FORMAT, "version": VERSION, "transitions": len(self),
                                 "polyrl_version": self.meta.get("polyrl_version", __version__)}
-            with open(tmp / "meta.json", "w") as f:  # written last: marks a complete dataset
-                json.dump(meta, f, indent=2, sort_keys=True, default=_json_default)
-                f.flush()
-                os.fsync(f.fileno())
-            if path.exists():
-                old = path.with_name(f".{path.name}.old-{os.getpid()}")
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            write_json(tmp / "meta.json", meta, default=_json_default)  # written last: marks a complete dataset
         return path
 
     @classmethod
@@ -201,15 +247,19 @@ class Dataset:
 
     @classmethod
     def concatenate(cls, parts: list[Dataset], meta: dict[str, Any] | None = None) -> Dataset:
-        """Join datasets of the same env back to back (e.g. medium + expert)."""
+        """Join datasets of the same env back to back (e.g. medium + expert); each part's cut end becomes a truncation."""
         if not parts:
             raise DatasetError("nothing to concatenate")
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in FIELDS),
+        arrays = {f: np.concatenate([getattr(p, f) for p in parts]) for f in FIELDS}
+        ends = np.cumsum([len(p) for p in parts]) - 1
+        cut = ~(arrays["terminated"][ends] | arrays["truncated"][ends])
+        arrays["truncated"][ends[cut]] = True  # a part's unfinished last episode must not run into the next part
+        return cls(*(arrays[f] for f in FIELDS),
                    meta=meta if meta is not None else dict(parts[0].meta), name="+".join(p.name for p in parts))
 
 
 def _as(x: Any, dtype: type) -> np.ndarray:
-    arr = np.asarray(x)
+    arr = np.asanyarray(x)  # keeps np.memmap (no copy)
     return arr if arr.dtype == dtype else arr.astype(dtype)
 
 

@@ -57,6 +57,20 @@ class ReplayBuffer:
         self.pos = 0  # next time index to write
         self.full = False
 
+    @classmethod
+    def wrap(cls, *, obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor, terminated: Tensor,
+             truncated: Tensor) -> ReplayBuffer:
+        """A full buffer over existing ``[T, ...]`` tensors, without copying (how a dataset is served).
+
+        The newest transition is the last one, so n-step windows never run past the end.
+        """
+        buf = cls.__new__(cls)
+        buf.steps, buf.n_envs, buf.device = int(obs.shape[0]), 1, obs.device
+        for name, value in zip(FIELDS, (obs, action, reward, next_obs, terminated, truncated)):
+            setattr(buf, name, value.unsqueeze(1))
+        buf.pos, buf.full = 0, True
+        return buf
+
     def __len__(self) -> int:
         return (self.steps if self.full else self.pos) * self.n_envs
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from polyrl.errors import CheckpointError
+from polyrl.io import atomic_directory, write_json
 
 LATEST = "LATEST"
 
@@ -72,13 +72,6 @@ def unflatten(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return tree
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a small file via a temporary file and ``os.replace``."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -92,25 +85,13 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_checkpoint(path: str | Path, meta: dict[str, Any], weights: dict[str, torch.Tensor], resume: Any | None) -> Path:
     """Atomically write a checkpoint directory at ``path`` (replacing any existing one)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
-    try:
+    with atomic_directory(path) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(tmp / "model.safetensors"))
         if resume is not None:
             tree, tensors = flatten(resume, "r")
             save_file(tensors, str(tmp / "resume.safetensors"))
-            _write_json(tmp / "resume.json", tree)
-        _write_json(tmp / "agent.json", meta)  # written last: its presence marks a complete checkpoint
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            write_json(tmp / "resume.json", tree)
+        write_json(tmp / "agent.json", meta)  # written last: its presence marks a complete checkpoint
     return path
 
 

@@ -15,14 +15,14 @@ from rich.progress import (
 class TrainProgress:
     """Context manager wrapping ``rich.progress``; a no-op when disabled."""
 
-    def __init__(self, description: str, total: int, start: int = 0, *, enabled: bool = True) -> None:
+    def __init__(self, description: str, total: int, start: int = 0, *, unit: str = "steps", enabled: bool = True) -> None:
         self.enabled = enabled
         self.latest = "-"
         if enabled:
             self._p = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
-                TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
-                TextColumn("{task.fields[sps]:,.0f} steps/s"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                TextColumn(f"{{task.completed:,.0f}}/{{task.total:,.0f}} {unit}"),
+                TextColumn(f"{{task.fields[sps]:,.0f}} {unit}/s"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
                 TextColumn("return {task.fields[ret]}"), transient=False,
             )
             self._task = self._p.add_task(description, total=total, completed=start, sps=0.0, ret="-")

@@ -4,7 +4,9 @@ A source steps the environment in ``collect`` (returning how many env steps
 it took) and yields the batches for the next round of updates from
 ``batches``. ``RolloutSource`` feeds on-policy algorithms one fresh rollout
 per round; ``ReplaySource`` feeds off-policy algorithms transitions sampled
-from a replay buffer that the environment fills.
+from a replay buffer that the environment fills; ``DatasetSource`` feeds
+offline algorithms from a fixed dataset on the same storage, and never
+steps an environment.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import numpy as np
 import torch
 
 from polyrl.algos.base import Algorithm
-from polyrl.data import ReplayBuffer, Rollout, RolloutBuffer
+from polyrl.data import Dataset, ReplayBuffer, Rollout, RolloutBuffer
 from polyrl.envs import RunningNorm, StepResult, VecEnv
-from polyrl.errors import DivergenceError
+from polyrl.errors import ConfigError, DivergenceError
 from polyrl.types import TransitionBatch
 
 
@@ -37,6 +39,8 @@ def _check_finite(res: StepResult, env: VecEnv) -> None:
 
 class RolloutSource:
     """On-policy: each round is one rollout of ``n_steps`` steps from every env with the current policy."""
+
+    online = True
 
     def __init__(self, algo: Algorithm, norm: RunningNorm, env: VecEnv) -> None:
         cfg: Any = algo.cfg
@@ -92,6 +96,8 @@ class ReplaySource:
     normalised action space) and no batches are yielded.
     """
 
+    online = True
+
     def __init__(self, algo: Algorithm, norm: RunningNorm, env: VecEnv, seed: int) -> None:
         cfg: Any = algo.cfg
         self.algo, self.norm, self.env, self.cfg = algo, norm, env, cfg
@@ -146,10 +152,47 @@ class ReplaySource:
         self.generator.set_state(state["generator"])
 
 
-def make_source(algo: Algorithm, norm: RunningNorm, env: VecEnv, seed: int) -> RolloutSource | ReplaySource:
+class DatasetSource:
+    """Offline: each round is one batch sampled uniformly from a fixed dataset; no environment is stepped."""
+
+    online = False
+
+    def __init__(self, algo: Algorithm, norm: RunningNorm, dataset: Dataset, seed: int) -> None:
+        self.algo, self.norm, self.cfg = algo, norm, algo.cfg
+        self.buffer = dataset.buffer(algo.spec, algo.device)
+        self.generator = torch.Generator(device=algo.device)
+        self.generator.manual_seed(seed)
+
+    def collect(self, obs: np.ndarray | None) -> tuple[int, np.ndarray | None]:
+        return 0, obs
+
+    def batches(self) -> Iterator[TransitionBatch]:
+        cfg: Any = self.cfg
+        b = self.buffer.sample(cfg.batch_size, self.generator, gamma=cfg.gamma)
+        if self.norm.enabled:
+            b = TransitionBatch(self.norm(b.obs), b.action, b.reward, self.norm(b.next_obs), b.terminated, b.discount)
+        yield b
+
+    def on_checkpoint(self) -> None:
+        """Nothing to cut: no environment is running."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def make_source(algo: Algorithm, norm: RunningNorm, env: VecEnv | None, seed: int,
+                dataset: Dataset | None = None) -> RolloutSource | ReplaySource | DatasetSource:
     """The data source for the algorithm's regime."""
+    if algo.regime == "offline":
+        if dataset is None:
+            raise ConfigError(f"{algo.name} learns from a dataset: pass dataset=PATH (CLI: --dataset PATH)")
+        return DatasetSource(algo, norm, dataset, seed)
+    assert env is not None
     if algo.regime == "on_policy":
         return RolloutSource(algo, norm, env)
     if algo.regime == "off_policy":
         return ReplaySource(algo, norm, env, seed)
-    raise ValueError(f"no online data source for regime {algo.regime!r}")
+    raise ValueError(f"no data source for regime {algo.regime!r}")

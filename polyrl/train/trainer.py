@@ -1,4 +1,8 @@
-"""The online training loop: collect from a data source, update, log, evaluate, checkpoint.
+"""The training loop of every regime: collect from a data source, update, log, evaluate, checkpoint.
+
+Online, progress is counted in environment steps; offline (a dataset
+source, no training environment) in gradient updates. Evaluation always runs
+in a separate environment and never feeds the learner.
 
 Checkpoints are episode boundaries: after writing one, the training envs
 are reset with a seed derived from ``(seed, step)`` and the newest stored
@@ -21,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from polyrl.data.scores import reference
 from polyrl.envs import VecEnv
 from polyrl.errors import DivergenceError
 from polyrl.train.logger import Logger, to_float
@@ -109,9 +114,13 @@ class Trainer:
     def __init__(self, agent: Agent, settings: TrainSettings) -> None:
         self.agent, self.settings = agent, settings
         cfg: Any = agent.cfg
-        self.env = VecEnv(agent.env_id, cfg.n_envs, vectorization=agent.vectorization, env_kwargs=agent.env_kwargs)
-        self.source = make_source(agent.algo, agent.obs_norm, self.env, agent.seed)
-        self.obs = self.env.reset(agent.seed)
+        self.online = agent.algo.regime != "offline"
+        self.env: VecEnv | None = None
+        self.obs: np.ndarray | None = None
+        if self.online:
+            self.env = VecEnv(agent.env_id, cfg.n_envs, vectorization=agent.vectorization, env_kwargs=agent.env_kwargs)
+            self.obs = self.env.reset(agent.seed)
+        self.source = make_source(agent.algo, agent.obs_norm, self.env, agent.seed, agent.dataset)
         self.rng = seeded_rng_state(agent.seed + 1)
         self._running = False
         self.target = 0
@@ -121,6 +130,7 @@ class Trainer:
         self.recent_length: collections.deque[int] = collections.deque(maxlen=20)
         self.logger: Logger | None = None
         self.last_metrics: dict[str, Any] = {}
+        self.last_eval: float | None = None
 
     # -- resume ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -129,9 +139,10 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.source.load_state_dict(state["source"])
-        # The checkpoint reset the envs with this seed; doing the same puts them in the identical state.
-        self.obs = self.env.reset(derived_seed(self.agent.seed, self.agent.algo.env_steps))
-        if not np.array_equal(self.obs, np.asarray(state["obs"])):
+        if self.env is not None:
+            # The checkpoint reset the envs with this seed; doing the same puts them in the identical state.
+            self.obs = self.env.reset(derived_seed(self.agent.seed, self.agent.algo.env_steps))
+        if self.env is not None and not np.array_equal(self.obs, np.asarray(state["obs"])):
             warnings.warn(f"{self.env.env_id} does not reproduce its checkpointed reset under the same seed; "
                           "the resumed run continues correctly but not bit-identically", stacklevel=2)
         self.target = int(state["target"])
@@ -164,6 +175,10 @@ class Trainer:
         last = self.agent.latest_checkpoint()
         return f"the last good checkpoint is {last}" if last else "no checkpoint was written"
 
+    def progress(self) -> int:
+        """Steps towards the target: env steps online, gradient updates offline."""
+        return self.agent.algo.env_steps if self.online else self.agent.algo.n_updates
+
     def _since(self) -> float:
         return time.perf_counter() - self._t0 if self._running else 0.0
 
@@ -174,17 +189,19 @@ class Trainer:
         algo.total_steps = target
         run_dir = agent.ensure_run_dir()
         self.logger = self.logger or Logger(run_dir, tensorboard=s.tensorboard)
-        t0, step0 = time.perf_counter(), algo.env_steps
-        with TrainProgress(f"{algo.name} {agent.env_id}", target, algo.env_steps, enabled=s.progress) as bar:
-            while algo.env_steps < target:
-                prev = algo.env_steps
+        t0, step0 = time.perf_counter(), self.progress()
+        unit = "steps" if self.online else "updates"
+        with TrainProgress(f"{algo.name} {agent.env_id}", target, step0, unit=unit, enabled=s.progress) as bar:
+            while self.progress() < target:
+                prev = self.progress()
                 _, self.obs = self.source.collect(self.obs)
                 for batch in self.source.batches():
                     self.last_metrics = algo.update(batch)
-                for ret, length in self.env.drain_episodes():
-                    self.recent.append(ret)
-                    self.recent_length.append(length)
-                step = algo.env_steps
+                if self.env is not None:
+                    for ret, length in self.env.drain_episodes():
+                        self.recent.append(ret)
+                        self.recent_length.append(length)
+                step = self.progress()
                 sps = (step - step0) / max(time.perf_counter() - t0, 1e-9)
                 if _crossed(prev, step, s.log_every):
                     self._log_train(step, sps)
@@ -192,10 +209,11 @@ class Trainer:
                     self._log_eval(step)
                 if s.checkpoint_every and _crossed(prev, step, s.checkpoint_every) and step < target:
                     self.checkpoint()
-                bar.update(step, sps, self.recent[-1] if self.recent else None)
+                bar.update(step, sps, self.recent[-1] if self.recent else self.last_eval)
         if step0 < target:  # something was trained in this call
-            self._log_train(algo.env_steps, (algo.env_steps - step0) / max(time.perf_counter() - t0, 1e-9))
-            self._log_eval(algo.env_steps)
+            end = self.progress()
+            self._log_train(end, (end - step0) / max(time.perf_counter() - t0, 1e-9))
+            self._log_eval(end)
             self.checkpoint()
         self.logger.flush()
 
@@ -209,7 +227,7 @@ class Trainer:
         if self.recent:
             metrics["train/episode_return"] = float(np.mean(self.recent))
             metrics["train/episode_length"] = float(np.mean(self.recent_length))
-        metrics["time/steps_per_s"] = sps
+        metrics["time/steps_per_s" if self.online else "time/updates_per_s"] = sps
         metrics["time/elapsed_s"] = self.elapsed + self._since()
         metrics["train/updates"] = self.agent.algo.n_updates
         self.logger.log(step, metrics)
@@ -219,23 +237,30 @@ class Trainer:
         if not self.settings.eval_episodes:
             return
         res = self.agent.evaluate(self.settings.eval_episodes)
-        self.logger.log(step, {"time/elapsed_s": self.elapsed + self._since(), "eval/return": res.mean_return, "eval/return_std": res.std_return,
-                               "eval/length": float(np.mean(res.lengths))})
+        self.last_eval = res.mean_return
+        row = {"time/elapsed_s": self.elapsed + self._since(), "eval/return": res.mean_return,
+               "eval/return_std": res.std_return, "eval/length": float(np.mean(res.lengths))}
+        ref = reference(self.agent.env_id)
+        if ref is not None:  # D4RL-normalised score for the tasks that have published references
+            row["eval/normalized_score"] = ref.score(res.mean_return)
+        self.logger.log(step, row)
 
     def checkpoint(self) -> None:
         """Write a checkpoint under ``run_dir/checkpoints``, then cut the episodes (see module docstring)."""
         agent = self.agent
         for name, w in agent.algo.weights().items():
             if w.is_floating_point() and not torch.isfinite(w).all():
-                raise DivergenceError(f"{name} has non-finite weights at step {agent.algo.env_steps}; not saving it")
+                raise DivergenceError(f"{name} has non-finite weights at step {self.progress()}; not saving it")
         self.source.on_checkpoint()
-        step = agent.algo.env_steps
-        self.obs = self.env.reset(derived_seed(agent.seed, step))
-        self.env.drain_episodes()
+        step = self.progress()
+        if self.env is not None:
+            self.obs = self.env.reset(derived_seed(agent.seed, step))
+            self.env.drain_episodes()
         agent.write_run_checkpoint(step, keep=self.settings.keep_checkpoints)
 
     def close(self) -> None:
-        self.env.close()
+        if self.env is not None:
+            self.env.close()
         if self.logger is not None:
             self.logger.close()
 

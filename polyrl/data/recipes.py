@@ -1,0 +1,150 @@
+"""D4RL-style dataset recipes built with polyrl's own SAC (Fu et al. 2020, section 5).
+
+* ``random``: uniformly random actions.
+* ``expert``: the best SAC snapshot of a training run (by deterministic
+  evaluation), rolled out stochastically.
+* ``medium``: the first snapshot of the same run whose evaluation return
+  reaches a third of the way from the random to the expert return, rolled
+  out stochastically.
+* ``medium-replay``: the run's replay buffer up to the moment the medium
+  snapshot was taken.
+* ``medium-expert``: medium and expert rollouts of equal size, back to back.
+
+The SAC run is shared by the recipes of one env, seed and budget: it is kept
+under ``<out>/../.polyrl-sources/`` and reused. Every dataset records its
+provenance (recipe, policy return, training budget, seed, polyrl version).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from polyrl.data.collect import collect
+from polyrl.data.dataset import Dataset
+from polyrl.errors import ConfigError
+
+RECIPES = ("random", "medium", "medium-replay", "expert", "medium-expert")
+ALIASES = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5", "ant": "Ant-v5"}
+
+
+def parse(name: str) -> tuple[str, str]:
+    """``"hopper-medium-replay" -> ("Hopper-v5", "medium-replay")``; the env part may be any Gymnasium id."""
+    for recipe in sorted(RECIPES, key=len, reverse=True):
+        if name.endswith("-" + recipe):
+            env = name[: -len(recipe) - 1]
+            return ALIASES.get(env.lower(), env), recipe
+    raise ConfigError(f"unknown recipe in {name!r}; use <env>-<{'|'.join(RECIPES)}>, e.g. hopper-medium")
+
+
+def _source_run(env_id: str, train_steps: int, eval_every: int, seed: int, root: Path, progress: bool) -> Path:
+    """Train SAC once per (env, budget, seed), saving a deployable snapshot at every evaluation."""
+    import polyrl
+
+    run = root / f"{env_id.replace('/', '_')}-sac-{train_steps}-s{seed}"
+    if (run / "snapshots.json").exists():
+        return run
+    if run.exists():
+        shutil.rmtree(run)  # an interrupted run: start over
+    agent = polyrl.make("sac", env_id, seed=seed, run_dir=run / "run", buffer_size=max(train_steps, 1000),
+                        learning_starts=min(5000, max(train_steps // 10, 100)))
+    snapshots = []
+    while agent.algo.env_steps < train_steps:
+        agent.learn(min(eval_every, train_steps - agent.algo.env_steps), progress=progress, eval_every=0,
+                    eval_episodes=0, tensorboard=False, keep_checkpoints=1)
+        step = agent.algo.env_steps
+        ret = agent.evaluate(10, seed=seed + 777).mean_return
+        agent.save(run / "snapshots" / f"step_{step:010d}", resume=False)
+        snapshots.append({"step": step, "return": ret, "path": f"snapshots/step_{step:010d}"})
+    buf = agent.trainer.source.buffer  # type: ignore[union-attr]
+    n = len(buf)
+    env = agent._env_for_actions()
+    np.savez(run / "replay.npz", obs=buf.obs[:n, 0].cpu().numpy(), action=env.to_env_action(buf.action[:n, 0].cpu().numpy()),
+             reward=buf.reward[:n, 0].cpu().numpy(), next_obs=buf.next_obs[:n, 0].cpu().numpy(),
+             terminated=buf.terminated[:n, 0].cpu().numpy() > 0, truncated=buf.truncated[:n, 0].cpu().numpy() > 0)
+    random_return = float(np.mean([r for r, _ in _random_returns(env_id, seed)]))
+    (run / "snapshots.json").write_text(json.dumps({"snapshots": snapshots, "random_return": random_return}, indent=2))
+    agent.close()
+    return run
+
+
+def _random_returns(env_id: str, seed: int, episodes: int = 10) -> list[tuple[float, int]]:
+    from polyrl.envs import VecEnv
+
+    env = VecEnv(env_id, 1, seed=seed)
+    rng = np.random.default_rng(seed)
+    env.reset()
+    done: list[tuple[float, int]] = []
+    while len(done) < episodes:
+        if env.spec.action_kind == "discrete":
+            action = rng.integers(env.spec.action_dim, size=1)
+        else:
+            action = rng.uniform(-1.0, 1.0, size=(1, env.spec.action_dim))
+        env.step(action)
+        done += env.drain_episodes()
+    env.close()
+    return done[:episodes]
+
+
+def make_dataset(name: str, steps: int, *, train_steps: int = 100_000, eval_every: int = 5_000, seed: int = 0,
+                 sources: str | Path = ".polyrl-sources", progress: bool = False) -> Dataset:
+    """Build the dataset ``<env>-<recipe>`` with ``steps`` transitions (see the module docstring)."""
+    import polyrl
+
+    env_id, recipe = parse(name)
+    base: dict[str, Any] = {"recipe": recipe, "dataset_name": name, "seed": seed}
+    if recipe == "random":
+        return _named(collect(env_id, steps, seed=seed + 1, provenance=base), name)
+    run = _source_run(env_id, train_steps, eval_every, seed, Path(sources), progress)
+    info = json.loads((run / "snapshots.json").read_text())
+    snaps, r_random = info["snapshots"], info["random_return"]
+    expert = max(snaps, key=lambda s: s["return"])
+    third = r_random + (expert["return"] - r_random) / 3.0
+    medium = next((s for s in snaps if s["return"] >= third), expert)  # the expert if nothing beat random
+    base |= {"train_steps": train_steps, "random_return": r_random, "expert_return": expert["return"]}
+
+    def rollout(snap: dict[str, Any], n: int, collect_seed: int, tag: str) -> Dataset:
+        agent = polyrl.load(run / snap["path"], resume=False)
+        return collect(env_id, n, agent=agent, seed=collect_seed, provenance=base | {
+            "recipe": tag, "policy": f"sac@{snap['step']}", "policy_eval_return": snap["return"]})
+
+    if recipe == "expert":
+        return _named(rollout(expert, steps, seed + 2, "expert"), name)
+    if recipe == "medium":
+        return _named(rollout(medium, steps, seed + 3, "medium"), name)
+    if recipe == "medium-expert":
+        half = steps // 2
+        parts = [rollout(medium, half, seed + 3, "medium"), rollout(expert, steps - half, seed + 2, "expert")]
+        return _named(Dataset.concatenate(parts, meta=parts[0].meta | {"recipe": "medium-expert", "policy": "medium+expert",
+                                                                         "medium_step": medium["step"], "expert_step": expert["step"]}), name)
+    # medium-replay: everything the run stored up to the medium snapshot
+    replay = np.load(run / "replay.npz")
+    n = medium["step"]
+    fields = {k: replay[k][:n] for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")}
+    fields["truncated"] = fields["truncated"].copy()
+    fields["truncated"][-1] |= not fields["terminated"][-1]  # the cut ends an episode
+    meta = collect_meta(env_id) | base | {"recipe": "medium-replay", "policy": f"sac replay up to step {n}",
+                                          "policy_eval_return": medium["return"]}
+    return _named(Dataset(**fields, meta=meta), name)
+
+
+def collect_meta(env_id: str) -> dict[str, Any]:
+    """Env id, spec and version for datasets not produced by :func:`collect`."""
+    import time
+
+    from polyrl._version import __version__
+    from polyrl.envs import VecEnv
+
+    env = VecEnv(env_id, 1)
+    spec = env.spec.to_json()
+    env.close()
+    return {"env_id": env_id, "spec": spec, "polyrl_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def _named(ds: Dataset, name: str) -> Dataset:
+    ds.name = name
+    return ds

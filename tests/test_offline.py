@@ -1,0 +1,120 @@
+"""Offline training end to end: CLI, dataset-derived normalisation, and a learning test."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import polyrl
+from polyrl.cli import main
+from polyrl.data import Dataset
+from polyrl.data.collect import collect
+from polyrl.errors import ConfigError
+
+FAST = ["--no-progress", "--no-tensorboard", "--eval-every", "0", "--eval-episodes", "2"]
+
+
+def test_cli_collect_info_train_eval(tmp_path, capsys):
+    data = tmp_path / "pend"
+    assert main(["collect", "--env", "Pendulum-v1", "--policy", "random", "--steps", "400", "--out", str(data)]) == 0
+    assert main(["dataset", "info", str(data), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["transitions"] == 400 and info["episodes"] == 2 and info["obs_shape"] == [3] and info["action_shape"] == [1]
+    run = tmp_path / "run"
+    # the env comes from the dataset's metadata
+    assert main(["train", "td3bc", "--dataset", str(data), "--steps", "300", "--run-dir", str(run), "--hidden", "16,16", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "final evaluation" in out
+    assert main(["eval", str(run), "--json", "--episodes", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["env"] == "Pendulum-v1"
+    rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
+    assert any("time/updates_per_s" in r for r in rows)
+    # a policy run can collect in turn
+    assert main(["collect", "--policy", str(run), "--steps", "50", "--out", str(tmp_path / "again"), "--noise", "0.1"]) == 0
+    assert Dataset.load(tmp_path / "again").meta["policy_algo"] == "td3bc"
+
+
+def test_offline_errors(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="td3bc learns from a dataset"):
+        polyrl.make("td3bc", "Pendulum-v1", run_dir=tmp_path / "r").learn(10, progress=False)
+    data = collect("Pendulum-v1", 50, seed=0).save(tmp_path / "pend")
+    with pytest.raises(ConfigError, match="sac learns online and takes no dataset"):
+        polyrl.make("sac", dataset=data)
+    assert main(["train", "iql", "--dataset", str(data), "--env", "MountainCarContinuous-v0"]) == 2
+    assert "obs shape (3,) does not match the env's (2,)" in capsys.readouterr().err
+    assert main(["dataset", "info", str(tmp_path / "missing")]) == 2
+    assert "no such dataset" in capsys.readouterr().err
+
+
+def test_dataset_statistics_normalise_observations(tmp_path):
+    ds = collect("Pendulum-v1", 400, seed=2)
+    agent = polyrl.make("iql", dataset=ds, hidden=(8, 8))
+    mean, var = ds.obs_stats()
+    np.testing.assert_allclose(agent.obs_norm.mean.numpy(), mean)
+    np.testing.assert_allclose(agent.obs_norm.var.numpy(), var)
+    assert agent.obs_norm.frozen
+    spread = ds.episode_returns().max() - ds.episode_returns().min()
+    assert agent.algo.state.reward_scale.item() == pytest.approx(1000.0 / spread)
+
+
+@pytest.mark.slow
+def test_td3bc_beats_the_behaviour_policy(tmp_path):
+    # behaviour: a half-trained SAC policy (deterministic return about -260) with heavy action noise
+    behaviour = polyrl.make("sac", "Pendulum-v1", seed=0, run_dir=tmp_path / "sac", learning_starts=1000)
+    behaviour.learn(4_000, progress=False, tensorboard=False, eval_every=0, eval_episodes=0)
+    data = collect("Pendulum-v1", 20_000, agent=behaviour, seed=1, noise=0.5)
+    behaviour_return = data.info()["mean_return"]  # about -545
+    agent = polyrl.make("td3bc", dataset=data, seed=0, run_dir=tmp_path / "td3bc")
+    agent.learn(8_000, progress=False, tensorboard=False, eval_every=0, eval_episodes=0)
+    learned = agent.evaluate(20, seed=123).mean_return  # about -290
+    assert learned > behaviour_return + 100, (learned, behaviour_return)
+
+
+def test_prdc_nearest_neighbour_matches_brute_force():
+    ds = collect("Pendulum-v1", 500, seed=3)
+    agent = polyrl.make("prdc", dataset=ds, hidden=(8, 8))
+    algo, norm = agent.algo, agent.obs_norm
+    buf = ds.buffer(agent.spec)
+    keys = torch.cat([algo.cfg.beta * norm(buf.obs[:, 0]), buf.action[:, 0]], dim=-1)
+    gen = torch.Generator().manual_seed(0)
+    obs, act = torch.randn(64, 3, generator=gen), torch.rand(64, 1, generator=gen) * 2 - 1
+    query = torch.cat([algo.cfg.beta * obs, act], dim=-1)
+    brute = buf.action[:, 0][torch.cdist(query.double(), keys.double()).argmin(1)]
+    torch.testing.assert_close(algo.nearest_actions(obs, act), brute)
+
+
+def test_cql_values_dataset_actions_above_unseen_ones(tmp_path):
+    # every dataset action is near +1.0 (in Pendulum's [-2, 2] units: 0.5 normalised); rewards are zero
+    rng = np.random.default_rng(0)
+    n = 512
+    obs = rng.normal(size=(n, 3)).astype(np.float32)
+    ds = Dataset(obs, 1.0 + 0.05 * rng.normal(size=(n, 1)), np.zeros(n), rng.normal(size=(n, 3)), np.zeros(n, bool),
+                 np.zeros(n, bool), meta={"env_id": "Pendulum-v1"})
+    agent = polyrl.make("cql", dataset=ds, hidden=(32, 32), seed=0, run_dir=tmp_path)
+    agent.learn(400, progress=False, tensorboard=False, eval_episodes=0)
+    x = agent.obs_norm(torch.as_tensor(obs[:64]))
+    with torch.no_grad():
+        q_data = agent.algo.state.critic(x, torch.full((64, 1), 0.5)).mean()
+        q_unseen = agent.algo.state.critic(x, torch.full((64, 1), -0.9)).mean()
+    assert q_data > q_unseen + 1.0, (q_data, q_unseen)
+
+
+@pytest.mark.slow
+def test_recipes_share_one_sac_run_and_record_provenance(tmp_path, capsys):
+    base = ["--train-steps", "4000", "--eval-every", "1000", "--steps", "400", "--sources", str(tmp_path / "src")]
+    for recipe in ("random", "medium", "expert", "medium-expert", "medium-replay"):
+        assert main(["dataset", "make", f"Pendulum-v1-{recipe}", "--out", str(tmp_path / recipe), *base]) == 0
+    assert len(list((tmp_path / "src").iterdir())) == 1  # one SAC run behind every recipe
+    snaps = json.loads(next((tmp_path / "src").iterdir()).joinpath("snapshots.json").read_text())["snapshots"]
+    assert [s["step"] for s in snaps] == [1000, 2000, 3000, 4000]
+    sets = {r: Dataset.load(tmp_path / r) for r in ("random", "medium", "expert", "medium-expert", "medium-replay")}
+    assert len(sets["medium-expert"]) == 400 and len(sets["expert"]) == 400
+    medium_step = sets["medium-expert"].meta["medium_step"]
+    assert len(sets["medium-replay"]) == medium_step
+    for recipe, ds in sets.items():
+        assert ds.meta["recipe"] == recipe and ds.meta["env_id"] == "Pendulum-v1" and "polyrl_version" in ds.meta
+    assert sets["expert"].meta["policy_eval_return"] == max(s["return"] for s in snaps)
+    assert sets["expert"].meta["policy_eval_return"] > sets["random"].info()["mean_return"]
