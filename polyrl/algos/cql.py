@@ -18,7 +18,7 @@ the scale their ``w = 5`` was tuned with.
 
 Deviations from the authors' code: the three action samples are scored in
 one batched critic pass; the authors' optional behaviour-cloning warm-up of
-the actor is not implemented.
+the actor is omitted (the actor trains as in SAC from the first step).
 """
 
 from __future__ import annotations
