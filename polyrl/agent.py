@@ -132,6 +132,33 @@ class Agent:
         self.trainer.run(target)
         return self
 
+    def start_online(self) -> Agent:
+        """Hand an offline-trained agent over to the environment: later ``learn`` calls count env steps.
+
+        The policy, critics and the (frozen) observation normaliser carry over
+        unchanged; what changes is where batches come from (the algorithm's
+        ``online_regime``: a replay buffer mixed with the dataset for IQL,
+        TD3+BC and PRDC, on-policy rollouts for Uni-O4). Save a checkpoint
+        first if you want to keep the offline policy.
+        """
+        if self.algo.online:
+            raise ConfigError(f"{self.algo.name} on {self.env_id} already learns online")
+        if self.algo_cls.online_regime is None:
+            able = ", ".join(n for n, c in algos.REGISTRY.items() if c.online_regime is not None)
+            raise ConfigError(f"{self.algo.name} has no online phase; algorithms that continue online: {able}")
+        if self.trainer is not None:
+            self.trainer.close()
+            self.trainer = None
+        self._pending_resume = None
+        self.algo.start_online()
+        self.algo.env_steps = 0
+        return self
+
+    @property
+    def phase(self) -> str:
+        """``"offline"`` while learning from the dataset, ``"online"`` while learning from the environment."""
+        return "online" if self.algo.online else "offline"
+
     # -- acting ------------------------------------------------------------------------------
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions in the env's action space for raw observations (one ``[*O]`` or a batch ``[B, *O]``)."""
@@ -160,15 +187,25 @@ class Agent:
 
         Episodes run on up to 5 env copies at once, each copy running an equal share.
         """
+        return self.evaluate_policy(lambda x: self.algo.act(x, deterministic=True), episodes, seed)
+
+    def evaluate_policy(self, policy: Any, episodes: int = 10, seed: int | None = None) -> EvalResult:
+        """Like :meth:`evaluate`, for another deterministic ``policy`` (normalised obs tensor -> normalised action tensor),
+        e.g. one of ``agent.algo.candidates()``."""
         env = self._env_for_actions(min(max(episodes, 1), 5))
-        return run_episodes(env, self.act_normalized, episodes, self.seed + 10_000 if seed is None else seed)
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return policy(self.obs_norm(torch.as_tensor(obs, device=self.device))).cpu().numpy()
+
+        return run_episodes(env, act, episodes, self.seed + 10_000 if seed is None else seed)
 
     # -- persistence -------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
         return {
             "algo": self.algo_cls.name, "env": self.env_id, "seed": self.seed, "config": self.cfg.to_dict(),
             "spec": self.spec.to_json(), "env_kwargs": self.env_kwargs, "vectorization": self.vectorization,
-            "env_steps": self.algo.env_steps, "updates": self.algo.n_updates, "dataset": self.dataset_path,
+            "env_steps": self.algo.env_steps, "updates": self.algo.n_updates, "dataset": self.dataset_path, "phase": self.phase,
             "polyrl_version": __version__, "torch_version": torch.__version__,
         }
 
@@ -209,10 +246,14 @@ class Agent:
         # ``step`` is the trainer's progress: env steps online, gradient updates offline.
         """Write ``run_dir/checkpoints/step_<step>``, point ``LATEST`` at it and prune old ones."""
         ckdir = self.ensure_run_dir() / "checkpoints"
-        path = self.save(ckdir / f"step_{step:010d}")
+        # an offline algorithm's online phase counts env steps from 0 again: keep its names apart and later
+        prefix = "online_step_" if self.algo.online and self.algo_cls.regime == "offline" else "step_"
+        path = self.save(ckdir / f"{prefix}{step:010d}")
         write_text_atomic(ckdir / LATEST, path.name)
         if keep > 0:
-            for old in sorted(p for p in ckdir.glob("step_*") if p.is_dir())[:-keep]:
+            ordered = sorted((p for p in ckdir.glob("*step_*") if p.is_dir()),
+                             key=lambda p: (p.name.startswith("online_"), p.name.rsplit("_", 1)[-1]))
+            for old in ordered[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)
         return path
 
@@ -257,6 +298,7 @@ class Agent:
         except (RuntimeError, KeyError) as e:
             raise CheckpointError(f"{ckpt / 'model.safetensors'} does not match the {meta['algo']} network in agent.json ({str(e).splitlines()[0]})") from None
         agent.algo.env_steps = int(meta.get("env_steps", 0))
+        agent.algo.online = agent.algo.online or meta.get("phase") == "online"
         if resume_state is not None:
             agent.algo.load_optimizer_state(resume_state["optimizers"])
             agent.algo.load_counters(resume_state["counters"])

@@ -17,7 +17,8 @@ from torch import Tensor
 class _Batch:
     def to(self, device: torch.device | str):
         """A copy with every tensor moved to ``device``."""
-        return type(self)(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})  # type: ignore[arg-type]
+        return type(self)(**{f.name: None if (v := getattr(self, f.name)) is None else v.to(device)  # type: ignore[arg-type]
+                             for f in fields(self)})
 
     def __len__(self) -> int:
         return getattr(self, fields(self)[0].name).shape[0]  # type: ignore[arg-type]
@@ -34,6 +35,10 @@ class TransitionBatch(_Batch):
         next_obs: ``[B, *O]`` the bootstrap state (``s_{t+k}`` for n-step).
         terminated: ``[B]`` 1.0 where ``next_obs`` is terminal (no bootstrap).
         discount: ``[B]`` ``gamma**k`` to apply to the bootstrap value.
+        index: ``[B]`` long, where each transition sits in its storage (``t * n_envs + env``),
+            so an algorithm can look up per-transition quantities it precomputed from a
+            dataset (Uni-O4's Monte-Carlo returns and next actions); ``None`` when the
+            batch mixes storages.
     """
 
     obs: Tensor
@@ -42,6 +47,7 @@ class TransitionBatch(_Batch):
     next_obs: Tensor
     terminated: Tensor
     discount: Tensor
+    index: Tensor | None = None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,9 @@ TINY = {
     "iql": {"batch_size": 16, "hidden": (16, 16)},
     "cql": {"batch_size": 16, "hidden": (16, 16), "n_action_samples": 4},
     "prdc": {"batch_size": 16, "hidden": (16, 16)},
+    "unio4": {"batch_size": 16, "q_hidden": (16, 16), "v_hidden": (16, 16), "actor_hidden": (16, 16), "n_policies": 2,
+              "gate_every": 5, "gate_states": 16, "gate_horizon": 3, "model_hidden": (16, 16), "model_epochs": 2,
+              "selection_episodes": 1, "selection_top_k": 2, "n_steps": 32, "online_minibatch": 16, "online_epochs": 2},
 }
 
 

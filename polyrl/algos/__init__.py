@@ -14,9 +14,10 @@ from polyrl.algos.prdc import PRDC, PRDCConfig
 from polyrl.algos.sac import SAC, SACConfig
 from polyrl.algos.td3 import TD3, TD3Config
 from polyrl.algos.td3bc import TD3BC, TD3BCConfig
+from polyrl.algos.unio4 import UniO4, UniO4Config
 from polyrl.errors import UnknownAlgorithmError
 
-REGISTRY: dict[str, type[Algorithm]] = {cls.name: cls for cls in (PPO, SAC, TD3, DQN, BC, TD3BC, IQL, CQL, PRDC)}
+REGISTRY: dict[str, type[Algorithm]] = {cls.name: cls for cls in (PPO, SAC, TD3, DQN, BC, TD3BC, IQL, CQL, PRDC, UniO4)}
 
 
 def get(name: str) -> type[Algorithm]:
@@ -34,5 +35,5 @@ def names() -> list[str]:
 
 
 __all__ = ["BC", "CQL", "DQN", "IQL", "PPO", "PRDC", "SAC", "TD3", "TD3BC", "AlgoConfig", "Algorithm", "BCConfig",
-           "CQLConfig", "DQNConfig", "IQLConfig", "PPOConfig", "PRDCConfig", "SACConfig", "TD3BCConfig", "TD3Config",
+           "CQLConfig", "DQNConfig", "IQLConfig", "PPOConfig", "PRDCConfig", "SACConfig", "TD3BCConfig", "TD3Config", "UniO4", "UniO4Config",
            "REGISTRY", "get", "names"]

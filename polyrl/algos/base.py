@@ -126,6 +126,9 @@ class Algorithm(abc.ABC):
     regime: ClassVar[str]
     """``"on_policy"`` (fed rollouts), ``"off_policy"`` (transitions from a replay buffer the env fills)
     or ``"offline"`` (transitions from a fixed dataset)."""
+    online_regime: ClassVar[str | None] = None
+    """For offline algorithms that can continue in the environment after offline training
+    (``Agent.start_online``): the regime of that online phase; ``None`` if they cannot."""
 
     def __init__(self, cfg: AlgoConfig, spec: EnvSpec, device: torch.device | str = "cpu") -> None:
         if spec.action_kind not in self.action_kinds:
@@ -142,6 +145,9 @@ class Algorithm(abc.ABC):
         """Environment steps so far, set by the trainer before acting/updating (drives schedules)."""
         self.total_steps = 1
         """The trainer's step budget, set by the trainer (drives annealing)."""
+        self.online = regime_is_online(self.regime)
+        """True while the algorithm learns from the environment (always, for online algorithms;
+        after ``start_online`` for offline ones)."""
         self.state = self.build()
 
     # -- to implement -------------------------------------------------------------------------
@@ -166,6 +172,31 @@ class Algorithm(abc.ABC):
         Most algorithms need nothing from the data, hence the empty default.
         """
         return None
+
+    def start_online(self) -> None:
+        """Switch an offline-trained algorithm to its online phase (``online_regime``).
+
+        Called once by ``Agent.start_online``, after which ``env_steps`` counts from 0.
+        Algorithms whose online update differs from the offline one (Uni-O4) override
+        this; most need nothing beyond the flag.
+        """
+        if self.online_regime is None:
+            raise ConfigError(f"{self.name} has no online phase; algorithms that continue online: see `polyrl list`")
+        self.online = True
+
+    def candidates(self) -> dict[str, Any]:
+        """Named deterministic policies (normalised obs ``[B, *O]`` -> normalised actions) worth comparing
+        offline, e.g. by OPE. One for most algorithms; Uni-O4 has one per ensemble member."""
+        return {"policy": lambda obs: self.act(obs, deterministic=True)}
+
+    def end_offline(self, evaluate: Any) -> dict[str, Any]:
+        """Called when an offline training call reaches its budget; returns metrics to log.
+
+        ``evaluate(policy, episodes) -> mean return`` runs a policy (as in :meth:`candidates`)
+        in the evaluation env, for algorithms whose model selection may use a few real
+        episodes (Uni-O4). Nothing to do by default.
+        """
+        return {}
 
     # -- derived from the declared state -------------------------------------------------------
     def _items(self) -> list[tuple[str, Any]]:
@@ -205,14 +236,19 @@ class Algorithm(abc.ABC):
             opt.load_state_dict(state[k])
 
     def counters(self) -> dict[str, int]:
-        return {"n_updates": self.n_updates, "env_steps": self.env_steps}
+        return {"n_updates": self.n_updates, "env_steps": self.env_steps, "online": int(self.online)}
 
     def load_counters(self, counters: dict[str, int]) -> None:
         self.n_updates, self.env_steps = int(counters["n_updates"]), int(counters["env_steps"])
+        self.online = bool(counters.get("online", self.online))
 
     def train(self, mode: bool = True) -> None:
         for m in self.modules().values():
             m.train(mode)
+
+
+def regime_is_online(regime: str) -> bool:
+    return regime != "offline"
 
 
 def adam(params: Any, lr: float, **kw: Any) -> torch.optim.Adam:

@@ -14,6 +14,13 @@ Following the authors' locomotion setup, the actor is a Gaussian with a
 state-independent log-std (min -5) and no tanh, and with
 ``normalize_reward`` rewards are scaled by ``1000 / (max return - min return)``
 over the dataset's episodes.
+
+Online fine-tuning (``Agent.start_online``, as in the paper's section 5.3)
+runs the same update on batches mixing online and dataset transitions
+(``FinetuneConfig``), acting with samples of the Gaussian policy; the reward
+scale and the observation normaliser stay those of the dataset. The actor's
+cosine schedule covers the offline budget only; online it learns at the
+constant ``actor_lr``.
 """
 
 from __future__ import annotations
@@ -27,14 +34,14 @@ import torch
 from torch import Tensor
 
 from polyrl.algos.base import Algorithm, adam
-from polyrl.algos.offline import OfflineConfig
+from polyrl.algos.offline import FinetuneConfig
 from polyrl.losses import expectile_loss, polyak_update, td_target
 from polyrl.nets.heads import GaussianPolicy, QEnsemble, ValueNet
 from polyrl.types import TransitionBatch
 
 
 @dataclass(frozen=True)
-class IQLConfig(OfflineConfig):
+class IQLConfig(FinetuneConfig):
     expectile: float = 0.7
     """Expectile tau of the value regression."""
     beta: float = 3.0
@@ -80,6 +87,7 @@ class IQL(Algorithm):
     Config = IQLConfig
     action_kinds = ("box",)
     regime = "offline"
+    online_regime = "off_policy"
     cfg: IQLConfig
 
     def build(self) -> IQLState:
@@ -106,32 +114,17 @@ class IQL(Algorithm):
 
     def update(self, batch: TransitionBatch) -> dict[str, float | Tensor]:
         c, s = self.cfg, self.state
-        if c.cosine_actor_lr:
+        if self.online:
+            s.actor_opt.param_groups[0]["lr"] = c.actor_lr
+        elif c.cosine_actor_lr:
             progress = min(self.n_updates / max(self.total_steps, 1), 1.0)
             s.actor_opt.param_groups[0]["lr"] = c.actor_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
-        # Value: expectile of the target critics' minimum.
-        with torch.no_grad():
-            q_target = s.critic_target(batch.obs, batch.action).min(0).values
-        v = s.value(batch.obs)
-        adv = q_target - v
-        value_loss = expectile_loss(adv, expectile=c.expectile)
-        s.value_opt.zero_grad(set_to_none=True)
-        value_loss.backward()
-        s.value_opt.step()
-
-        # Critics: regress onto r + gamma V(s').
-        with torch.no_grad():
-            target = td_target(batch.reward * s.reward_scale, s.value(batch.next_obs), discount=batch.discount,
-                               terminated=batch.terminated)
-        q = s.critic(batch.obs, batch.action)
-        critic_loss = (q - target).pow(2).mean(1).sum()
-        s.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        s.critic_opt.step()
+        value_loss, critic_loss, adv = iql_critic_step(s.critic, s.critic_target, s.value, s.critic_opt, s.value_opt, batch,
+                                                       reward_scale=s.reward_scale, expectile=c.expectile)
 
         # Actor: advantage-weighted regression onto dataset actions.
-        weight = torch.exp(c.beta * adv.detach()).clamp(max=c.max_weight)
+        weight = torch.exp(c.beta * adv).clamp(max=c.max_weight)
         actor_loss = -(weight * s.actor(batch.obs).log_prob(batch.action)).mean()
         s.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
@@ -140,4 +133,31 @@ class IQL(Algorithm):
         polyak_update(s.critic_target.parameters(), s.critic.parameters(), tau=c.tau)
         self.n_updates += 1
         return {"loss/value": value_loss.detach(), "loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(),
-                "train/adv": adv.detach().mean(), "train/weight": weight.mean()}
+                "train/adv": adv.mean(), "train/weight": weight.mean()}
+
+
+def iql_critic_step(critic: QEnsemble, critic_target: QEnsemble, value: ValueNet, critic_opt: torch.optim.Optimizer,
+                    value_opt: torch.optim.Optimizer, batch: TransitionBatch, *, reward_scale: float | Tensor,
+                    expectile: float) -> tuple[Tensor, Tensor, Tensor]:
+    """One IQL step of the value (eq. 5) and the critics (eq. 6), shared with Uni-O4's offline critics.
+
+    Returns ``(value loss, critic loss, advantage min_k Q'_k(s, a) - V(s))``, all detached.
+    """
+    with torch.no_grad():  # value: expectile of the target critics' minimum
+        q_target = critic_target(batch.obs, batch.action).min(0).values
+    v = value(batch.obs)
+    adv = q_target - v
+    value_loss = expectile_loss(adv, expectile=expectile)
+    value_opt.zero_grad(set_to_none=True)
+    value_loss.backward()
+    value_opt.step()
+
+    with torch.no_grad():  # critics: regress onto r + gamma V(s')
+        target = td_target(batch.reward * reward_scale, value(batch.next_obs), discount=batch.discount,
+                           terminated=batch.terminated)
+    q = critic(batch.obs, batch.action)
+    critic_loss = (q - target).pow(2).mean(1).sum()
+    critic_opt.zero_grad(set_to_none=True)
+    critic_loss.backward()
+    critic_opt.step()
+    return value_loss.detach(), critic_loss.detach(), adv.detach()

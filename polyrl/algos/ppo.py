@@ -25,6 +25,7 @@ bounds by the environment wrapper (as in the authors' baselines).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -120,46 +121,17 @@ class PPO(Algorithm):
                 group["lr"] = frac * c.learning_rate
         clip = c.clip_range * frac if c.anneal_clip else c.clip_range
 
-        advantage, returns = gae(batch.reward, batch.value, batch.next_value, batch.terminated, batch.done,
-                                 gamma=c.gamma, lam=c.gae_lambda)
-        n = batch.reward.shape[0] * batch.reward.shape[1]
-        obs = batch.obs.flatten(0, 1)
-        action = batch.action.flatten(0, 1)
-        old_log_prob, old_value = batch.log_prob.flatten(0, 1), batch.value.flatten(0, 1)
-        advantage, returns = advantage.flatten(0, 1), returns.flatten(0, 1)
+        obs, action, old_log_prob, old_value, advantage, returns = flat_rollout(batch, gamma=c.gamma, lam=c.gae_lambda)
 
-        params = list(s.model.parameters())
-        stats = torch.zeros(5, device=self.device)  # policy loss, value loss, entropy, clip fraction, kl
-        count = 0
-        for _ in range(c.n_epochs):
-            perm = torch.randperm(n, device=self.device)
-            for start in range(0, n, c.batch_size):
-                idx = perm[start:start + c.batch_size]
-                dist, value = s.model(obs[idx])
-                log_prob = dist.log_prob(action[idx])
-                adv = advantage[idx]
-                if c.normalize_advantage and len(idx) > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                pi_loss = ppo_clip_loss(log_prob, old_log_prob[idx], adv, clip=clip)
-                v_loss = value_loss(value, returns[idx], old_value=old_value[idx], clip=c.clip_range_vf)
-                entropy = dist.entropy().mean()
-                loss = pi_loss + c.vf_coef * v_loss - c.ent_coef * entropy
+        def evaluate(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            dist, value = s.model(o)
+            return dist.log_prob(a), dist.entropy(), value
 
-                s.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(params, c.max_grad_norm, foreach=True)
-                s.optimizer.step()
-                self.n_updates += 1
-
-                with torch.no_grad():
-                    log_ratio = log_prob - old_log_prob[idx]
-                    kl = ((log_ratio.exp() - 1) - log_ratio).mean()
-                    clipped = ((log_ratio.exp() - 1).abs() > clip).float().mean()
-                    stats += torch.stack([pi_loss.detach(), v_loss.detach(), entropy.detach(), clipped, kl])
-                count += 1
-            if c.target_kl is not None and float(kl) > c.target_kl:
-                break
-        stats /= count
+        stats, n = ppo_epochs(evaluate, s.optimizer, list(s.model.parameters()), obs, action, old_log_prob, old_value,
+                              advantage, returns, n_epochs=c.n_epochs, batch_size=c.batch_size, clip=clip,
+                              clip_vf=c.clip_range_vf, vf_coef=c.vf_coef, ent_coef=c.ent_coef,
+                              max_grad_norm=c.max_grad_norm, normalize_advantage=c.normalize_advantage, target_kl=c.target_kl)
+        self.n_updates += n
         with torch.no_grad():
             explained = 1.0 - (returns - old_value).var() / (returns.var() + 1e-8)
         return {
@@ -167,3 +139,56 @@ class PPO(Algorithm):
             "train/clip_fraction": stats[3], "train/approx_kl": stats[4],
             "train/explained_variance": explained, "train/learning_rate": s.optimizer.param_groups[0]["lr"],
         }
+
+
+def flat_rollout(batch: Rollout, *, gamma: float, lam: float, reward_scale: float | Tensor = 1.0) -> tuple[Tensor, ...]:
+    """GAE over a ``[T, N]`` rollout (rewards times ``reward_scale``), then every field flattened to ``[T * N, ...]``:
+    ``(obs, action, old_log_prob, old_value, advantage, returns)``."""
+    advantage, returns = gae(batch.reward * reward_scale, batch.value, batch.next_value, batch.terminated, batch.done,
+                             gamma=gamma, lam=lam)
+    return tuple(x.flatten(0, 1) for x in (batch.obs, batch.action, batch.log_prob, batch.value, advantage, returns))
+
+
+def ppo_epochs(evaluate: Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor]], optimizer: torch.optim.Optimizer,
+               params: list[Tensor], obs: Tensor, action: Tensor, old_log_prob: Tensor, old_value: Tensor,
+               advantage: Tensor, returns: Tensor, *, n_epochs: int, batch_size: int, clip: float, clip_vf: float | None,
+               vf_coef: float, ent_coef: float, max_grad_norm: float, normalize_advantage: bool,
+               target_kl: float | None) -> tuple[Tensor, int]:
+    """The PPO optimisation phase over one flattened rollout ``[n, ...]``, shared by PPO and Uni-O4's online phase.
+
+    ``evaluate(obs, action) -> (log_prob [b], entropy [b], value [b])`` under the
+    current parameters. Each minibatch minimises ``L_clip + vf_coef L_V - ent_coef H``,
+    then clips the global gradient norm. Returns the mean of ``(policy loss,
+    value loss, entropy, clip fraction, approx KL)`` over minibatches and the
+    number of optimiser steps taken.
+    """
+    n = obs.shape[0]
+    stats = torch.zeros(5, device=obs.device)
+    count = 0
+    for _ in range(n_epochs):
+        perm = torch.randperm(n, device=obs.device)
+        for start in range(0, n, batch_size):
+            idx = perm[start:start + batch_size]
+            log_prob, entropy, value = evaluate(obs[idx], action[idx])
+            adv = advantage[idx]
+            if normalize_advantage and len(idx) > 1:
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            pi_loss = ppo_clip_loss(log_prob, old_log_prob[idx], adv, clip=clip)
+            v_loss = value_loss(value, returns[idx], old_value=old_value[idx], clip=clip_vf)
+            entropy = entropy.mean()
+            loss = pi_loss + vf_coef * v_loss - ent_coef * entropy
+
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
+            optimizer.step()
+
+            with torch.no_grad():
+                log_ratio = log_prob - old_log_prob[idx]
+                kl = ((log_ratio.exp() - 1) - log_ratio).mean()
+                clipped = ((log_ratio.exp() - 1).abs() > clip).float().mean()
+                stats += torch.stack([pi_loss.detach(), v_loss.detach(), entropy.detach(), clipped, kl])
+            count += 1
+        if target_kl is not None and float(kl) > target_kl:
+            break
+    return stats / max(count, 1), count

@@ -10,6 +10,9 @@ transition but the action of the dataset point nearest to ``(s, pi(s))``:
   ``lambda = alpha / mean |Q_1(s, pi(s))|`` (detached);
 * critics: exactly TD3's (``polyrl.losses.td3_critic_loss``).
 
+Online fine-tuning keeps the tree over the offline dataset (the constraint
+stays anchored to it); see TD3+BC for the mixed batches and ``online_bc_decay``.
+
 The share of update time spent in the nearest-neighbour search is reported
 as ``time/search_share``. Deviations from the paper: none in the objective;
 the tree is scipy's ``cKDTree`` (exact search), as in the authors' code.
@@ -27,17 +30,16 @@ import torch
 from torch import Tensor
 
 from polyrl.algos.base import Algorithm
-from polyrl.algos.offline import OfflineConfig
+from polyrl.algos.offline import FinetuneConfig
 from polyrl.algos.td3 import TD3Params, TD3State, build_td3_state, explore
+from polyrl.algos.td3bc import BehaviourTermParams, behaviour_weight
 from polyrl.losses import polyak_update, td3_critic_loss
 from polyrl.nets.mlp import frozen
 from polyrl.types import TransitionBatch
 
 
 @dataclass(frozen=True)
-class PRDCConfig(TD3Params, OfflineConfig):
-    alpha: float = 2.5
-    """Weight of the Q term relative to the constraint (after normalising by mean |Q|)."""
+class PRDCConfig(TD3Params, BehaviourTermParams, FinetuneConfig):
     beta: float = 2.0
     """Scale of the state part of the search key."""
 
@@ -49,6 +51,7 @@ class PRDC(Algorithm):
     Config = PRDCConfig
     action_kinds = ("box",)
     regime = "offline"
+    online_regime = "off_policy"
     cfg: PRDCConfig
 
     def build(self) -> TD3State:
@@ -97,13 +100,15 @@ class PRDC(Algorithm):
                 q_pi = s.critic(batch.obs, pi, members=slice(0, 1))
             lam = c.alpha / q_pi.abs().mean().detach()
             constraint = (pi - a_hat).pow(2).mean()
-            actor_loss = -lam * q_pi.mean() + constraint
+            weight = behaviour_weight(self)
+            actor_loss = -lam * q_pi.mean() + weight * constraint
             s.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             s.actor_opt.step()
             polyak_update(s.critic_target.parameters(), s.critic.parameters(), tau=c.tau)
             polyak_update(s.actor_target.parameters(), s.actor.parameters(), tau=c.tau)
-            metrics |= {"loss/actor": actor_loss.detach(), "loss/constraint": constraint.detach(), "train/lambda": lam}
+            metrics |= {"loss/actor": actor_loss.detach(), "loss/constraint": constraint.detach(), "train/lambda": lam,
+                        "train/bc_weight": weight}
         self.update_time += time.perf_counter() - start
         metrics["time/search_share"] = self.search_time / max(self.update_time, 1e-9)
         return metrics

@@ -7,6 +7,11 @@
   ``lambda = alpha / mean |Q_1(s, pi(s))|`` (detached), ``alpha = 2.5``;
 * states standardised with the dataset's statistics.
 
+Online fine-tuning (``Agent.start_online``) keeps the same update on batches
+that mix online and dataset transitions (``FinetuneConfig``); with
+``online_bc_decay > 0`` the BC term's weight decays linearly to 0 over that
+many env steps, turning the update into TD3 (with normalised Q).
+
 Deviations from the paper: states are standardised as ``(s - mu) / sqrt(var + 1e-8)``
 instead of ``(s - mu) / (std + 1e-3)``, which differs only for near-constant
 dimensions; timeouts bootstrap (as in the spec, they are not terminal).
@@ -20,7 +25,7 @@ import torch
 from torch import Tensor
 
 from polyrl.algos.base import Algorithm
-from polyrl.algos.offline import OfflineConfig
+from polyrl.algos.offline import FinetuneConfig
 from polyrl.algos.td3 import TD3Params, TD3State, build_td3_state, explore
 from polyrl.losses import polyak_update, td3_critic_loss
 from polyrl.nets.mlp import frozen
@@ -28,9 +33,26 @@ from polyrl.types import TransitionBatch
 
 
 @dataclass(frozen=True)
-class TD3BCConfig(TD3Params, OfflineConfig):
+class BehaviourTermParams:
+    """The behaviour term of TD3+BC and PRDC (BC to the dataset action, or to the nearest dataset action)."""
+
     alpha: float = 2.5
-    """Weight of the Q term relative to the BC term (after normalising by mean |Q|)."""
+    """Weight of the Q term relative to the behaviour term (after normalising by mean |Q|)."""
+    online_bc_decay: int = 0
+    """Fine-tuning: decay the behaviour term's weight linearly to 0 over this many env steps (0: keep it at 1)."""
+
+
+def behaviour_weight(algo: Algorithm) -> float:
+    """1 offline; online, decayed linearly to 0 over ``online_bc_decay`` env steps when that is set."""
+    decay = algo.cfg.online_bc_decay  # type: ignore[attr-defined]
+    if not algo.online or decay <= 0:
+        return 1.0
+    return max(0.0, 1.0 - algo.env_steps / decay)
+
+
+@dataclass(frozen=True)
+class TD3BCConfig(TD3Params, BehaviourTermParams, FinetuneConfig):
+    pass
 
 
 class TD3BC(Algorithm):
@@ -40,6 +62,7 @@ class TD3BC(Algorithm):
     Config = TD3BCConfig
     action_kinds = ("box",)
     regime = "offline"
+    online_regime = "off_policy"
     cfg: TD3BCConfig
 
     def build(self) -> TD3State:
@@ -65,11 +88,12 @@ class TD3BC(Algorithm):
                 q_pi = s.critic(batch.obs, pi, members=slice(0, 1))
             lam = c.alpha / q_pi.abs().mean().detach()
             bc = (pi - batch.action).pow(2).mean()
-            actor_loss = -lam * q_pi.mean() + bc
+            weight = behaviour_weight(self)
+            actor_loss = -lam * q_pi.mean() + weight * bc
             s.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             s.actor_opt.step()
             polyak_update(s.critic_target.parameters(), s.critic.parameters(), tau=c.tau)
             polyak_update(s.actor_target.parameters(), s.actor.parameters(), tau=c.tau)
-            metrics |= {"loss/actor": actor_loss.detach(), "loss/bc": bc.detach(), "train/lambda": lam}
+            metrics |= {"loss/actor": actor_loss.detach(), "loss/bc": bc.detach(), "train/lambda": lam, "train/bc_weight": weight}
         return metrics

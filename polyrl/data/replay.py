@@ -112,6 +112,7 @@ class ReplayBuffer:
                 next_obs=self.next_obs[t, e],
                 terminated=self.terminated[t, e],
                 discount=torch.full((batch_size,), gamma, device=self.device),
+                index=t * self.n_envs + e,
             )
         offsets = torch.arange(n_step, device=self.device)
         window = (t.unsqueeze(1) + offsets) % self.steps  # [B, n]
@@ -128,6 +129,7 @@ class ReplayBuffer:
             next_obs=self.next_obs[t_last, e],
             terminated=term,
             discount=discount,
+            index=t * self.n_envs + e,
         )
 
     def state_dict(self) -> dict[str, Any]:

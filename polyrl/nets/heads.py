@@ -53,6 +53,27 @@ class GaussianPolicy(nn.Module):
         return TanhGaussian(mean, log_std) if self.squash else Gaussian(mean, log_std)
 
 
+class GaussianEnsemblePolicy(nn.Module):
+    """``E`` Gaussian policies as one module (stacked weights), as in Uni-O4's BC ensemble.
+
+    Member ``k``: mean ``tanh(f_k(s))``, log-std ``g_k(s)`` mapped smoothly into
+    ``log_std_bounds`` by ``lo + (hi - lo) (tanh(g) + 1) / 2`` (one mapping,
+    offline and online). ``forward(obs [B, O] or [E, B, O], members)`` gives a
+    :class:`Gaussian` over ``[E', B, A]``.
+    """
+
+    def __init__(self, n_members: int, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256, 256),
+                 act: str = "relu", *, log_std_bounds: tuple[float, float] = (-5.0, 0.0)) -> None:
+        super().__init__()
+        self.n_members, self.act_dim, self.log_std_bounds = n_members, act_dim, log_std_bounds
+        self.net = EnsembleMLP(n_members, obs_dim, 2 * act_dim, hidden, act)
+
+    def forward(self, obs: Tensor, members: slice | None = None) -> Gaussian:
+        mean, raw = self.net(obs if obs.dim() == 3 else obs.flatten(1), members).split(self.act_dim, dim=-1)
+        lo, hi = self.log_std_bounds
+        return Gaussian(torch.tanh(mean), lo + 0.5 * (hi - lo) * (torch.tanh(raw) + 1.0))
+
+
 class DeterministicPolicy(nn.Module):
     """``a = tanh(f(s))`` in (-1, 1) (TD3, TD3+BC)."""
 

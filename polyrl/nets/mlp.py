@@ -117,6 +117,30 @@ class EnsembleMLP(nn.Module):
         return x
 
 
+@torch.no_grad()
+def copy_members(dst: nn.Module, src: nn.Module, dst_index: int, src_index: int) -> None:
+    """Copy member ``src_index`` of ensemble ``src`` into member ``dst_index`` of ``dst`` (same layer shapes).
+
+    Every parameter of an ensemble module carries the member axis first, so
+    this copies one slice per parameter.
+    """
+    for d, s in zip(dst.parameters(), src.parameters(), strict=True):
+        d[dst_index].copy_(s[src_index])
+
+
+@torch.no_grad()
+def clip_grad_norm_per_member(params: list[Tensor], max_norm: float) -> Tensor:
+    """Clip each ensemble member's gradient norm to ``max_norm`` separately (members train independently,
+    so one member's large gradient must not shrink the others'); returns the ``[E]`` norms before clipping."""
+    grads = [p.grad for p in params if p.grad is not None]
+    sq = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0)
+    norm = sq.sqrt()
+    scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
+    return norm
+
+
 @contextmanager
 def frozen(module: nn.Module) -> Iterator[nn.Module]:
     """Within the block, ``module``'s parameters get no gradients (inputs still do).

@@ -17,7 +17,10 @@ def to_float(value: Any) -> float:
 
 
 class Logger:
-    """Append metrics to ``metrics.jsonl`` (one object per row) and ``metrics.csv`` (``step,key,value``).
+    """Append metrics to ``metrics.jsonl`` (one object per row) and ``metrics.csv`` (``step,key,value,phase``).
+
+    ``phase`` is ``"offline"`` (``step`` counts gradient updates) or ``"online"``
+    (``step`` counts env steps); an offline-to-online run has both, in that order.
 
     TensorBoard event files go to ``tb/`` when ``tensorboard`` is true.
     """
@@ -30,21 +33,22 @@ class Logger:
         self._csv_file = open(self.run_dir / "metrics.csv", "a", newline="")
         self._csv = csv.writer(self._csv_file)
         if new_csv:
-            self._csv.writerow(["step", "key", "value"])
+            self._csv.writerow(["step", "key", "value", "phase"])
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(str(self.run_dir / "tb"))
 
-    def log(self, step: int, metrics: dict[str, Any]) -> dict[str, float]:
+    def log(self, step: int, metrics: dict[str, Any], phase: str = "online") -> dict[str, float]:
         """Write one row; returns the metrics as floats."""
         row = {k: to_float(v) for k, v in metrics.items()}
-        self._jsonl.write(json.dumps({"step": step, **{k: (v if math.isfinite(v) else str(v)) for k, v in row.items()}}) + "\n")
+        finite = {k: (v if math.isfinite(v) else str(v)) for k, v in row.items()}
+        self._jsonl.write(json.dumps({"step": step, "phase": phase, **finite}) + "\n")
         for k, v in row.items():
-            self._csv.writerow([step, k, v])
+            self._csv.writerow([step, k, v, phase])
             if self._tb is not None:
-                self._tb.add_scalar(k, v, step)
+                self._tb.add_scalar(k if phase == "online" else f"offline/{k}", v, step)
         self._jsonl.flush()
         self._csv_file.flush()
         return row

@@ -12,6 +12,7 @@ steps an environment.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -89,22 +90,58 @@ class RolloutSource:
         pass
 
 
+@dataclass(frozen=True)
+class ReplaySchedule:
+    """How a :class:`ReplaySource` collects and samples, read once from the algorithm's config."""
+
+    buffer_size: int
+    batch_size: int
+    random_steps: int
+    """Env steps of uniformly random actions at the start."""
+    updates_start: int
+    """Env steps before the first update."""
+    train_freq: int
+    gradient_steps: int
+    n_step: int
+    gamma: float
+    offline_ratio: float = 0.0
+    """Share of each batch drawn from the offline dataset (fine-tuning)."""
+
+    @classmethod
+    def of(cls, cfg: Any, finetune: bool) -> ReplaySchedule:
+        if finetune:  # an offline-trained policy continues: no random warm-up, mixed batches (FinetuneConfig)
+            if not 0.0 <= cfg.online_offline_ratio <= 1.0:
+                raise ConfigError(f"online_offline_ratio must lie in [0, 1], got {cfg.online_offline_ratio}")
+            return cls(cfg.online_buffer_size, cfg.batch_size, 0, max(cfg.online_warmup, 1), 1, cfg.online_updates_per_step,
+                       1, cfg.gamma, cfg.online_offline_ratio)
+        return cls(cfg.buffer_size, cfg.batch_size, cfg.learning_starts, cfg.learning_starts, cfg.train_freq,
+                   cfg.gradient_steps, cfg.n_step, cfg.gamma)
+
+
 class ReplaySource:
     """Off-policy: the env fills a replay buffer; each round samples ``gradient_steps`` batches from it.
 
-    Before ``learning_starts`` env steps, actions are uniformly random (in the
-    normalised action space) and no batches are yielded.
+    For the first ``random_steps`` env steps actions are uniformly random (in
+    the normalised action space); no batches are yielded before
+    ``updates_start``. When fine-tuning an offline-trained algorithm, a share
+    ``offline_ratio`` of every batch comes from the offline dataset (the rest
+    from the online buffer), so offline-to-online is this source, not a
+    second copy of the algorithm.
     """
 
     online = True
 
-    def __init__(self, algo: Algorithm, norm: RunningNorm, env: VecEnv, seed: int) -> None:
-        cfg: Any = algo.cfg
-        self.algo, self.norm, self.env, self.cfg = algo, norm, env, cfg
+    def __init__(self, algo: Algorithm, norm: RunningNorm, env: VecEnv, seed: int, dataset: Dataset | None = None) -> None:
+        self.algo, self.norm, self.env = algo, norm, env
+        self.sched = ReplaySchedule.of(algo.cfg, finetune=algo.regime == "offline")
+        if self.sched.offline_ratio > 0 and dataset is None:
+            raise ConfigError(f"{algo.name} fine-tuning mixes in the offline dataset (online_offline_ratio={self.sched.offline_ratio}); "
+                              "load the agent with its dataset, or set online_offline_ratio=0")
         spec = algo.spec
         self.discrete = spec.action_kind == "discrete"
-        self.buffer = ReplayBuffer(cfg.buffer_size, spec.obs_shape, () if self.discrete else (spec.action_dim,),
+        self.buffer = ReplayBuffer(self.sched.buffer_size, spec.obs_shape, () if self.discrete else (spec.action_dim,),
                                    n_envs=env.num_envs, discrete=self.discrete, device=algo.device)
+        self.offline = dataset.buffer(spec, algo.device) if dataset is not None and self.sched.offline_ratio > 0 else None
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator(device=algo.device)
         self.generator.manual_seed(seed)
@@ -117,9 +154,9 @@ class ReplaySource:
 
     def collect(self, obs: np.ndarray) -> tuple[int, np.ndarray]:
         algo, env = self.algo, self.env
-        for _ in range(self.cfg.train_freq):
+        for _ in range(self.sched.train_freq):
             self.norm.update(obs)
-            if algo.env_steps < self.cfg.learning_starts:
+            if algo.env_steps < self.sched.random_steps:
                 action = self._random_action()
             else:
                 action = _check_action(algo.act(self.norm(torch.as_tensor(obs, device=algo.device))).cpu().numpy(), algo.env_steps)
@@ -128,16 +165,22 @@ class ReplaySource:
             self.buffer.add(obs, action, res.reward, res.next_obs, res.terminated, res.truncated)
             obs = res.obs
             algo.env_steps += env.num_envs
-        return self.cfg.train_freq * env.num_envs, obs
+        return self.sched.train_freq * env.num_envs, obs
+
+    def _sample(self) -> TransitionBatch:
+        sc = self.sched
+        n_off = round(sc.batch_size * sc.offline_ratio) if self.offline is not None else 0
+        b = self.buffer.sample(sc.batch_size - n_off, self.generator, gamma=sc.gamma, n_step=sc.n_step)
+        if n_off:
+            o = self.offline.sample(n_off, self.generator, gamma=sc.gamma)  # type: ignore[union-attr]
+            b = TransitionBatch(*(torch.cat([getattr(o, k), getattr(b, k)]) for k in FIELDS))
+        return normalized(b, self.norm)
 
     def batches(self) -> Iterator[TransitionBatch]:
-        if self.algo.env_steps < self.cfg.learning_starts:
+        if self.algo.env_steps < self.sched.updates_start:
             return
-        for _ in range(self.cfg.gradient_steps):
-            b = self.buffer.sample(self.cfg.batch_size, self.generator, gamma=self.cfg.gamma, n_step=self.cfg.n_step)
-            if self.norm.enabled:
-                b = TransitionBatch(self.norm(b.obs), b.action, b.reward, self.norm(b.next_obs), b.terminated, b.discount)
-            yield b
+        for _ in range(self.sched.gradient_steps):
+            yield self._sample()
 
     def on_checkpoint(self) -> None:
         self.buffer.mark_truncated()
@@ -150,6 +193,14 @@ class ReplaySource:
         self.buffer.load_state_dict(state["buffer"])
         self.rng.bit_generator.state = state["rng"]
         self.generator.set_state(state["generator"])
+
+
+FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "discount")
+
+
+def normalized(b: TransitionBatch, norm: RunningNorm) -> TransitionBatch:
+    """``b`` with observations passed through the agent's normaliser."""
+    return replace(b, obs=norm(b.obs), next_obs=norm(b.next_obs)) if norm.enabled else b
 
 
 class DatasetSource:
@@ -168,10 +219,7 @@ class DatasetSource:
 
     def batches(self) -> Iterator[TransitionBatch]:
         cfg: Any = self.cfg
-        b = self.buffer.sample(cfg.batch_size, self.generator, gamma=cfg.gamma)
-        if self.norm.enabled:
-            b = TransitionBatch(self.norm(b.obs), b.action, b.reward, self.norm(b.next_obs), b.terminated, b.discount)
-        yield b
+        yield normalized(self.buffer.sample(cfg.batch_size, self.generator, gamma=cfg.gamma), self.norm)
 
     def on_checkpoint(self) -> None:
         """Nothing to cut: no environment is running."""
@@ -185,14 +233,15 @@ class DatasetSource:
 
 def make_source(algo: Algorithm, norm: RunningNorm, env: VecEnv | None, seed: int,
                 dataset: Dataset | None = None) -> RolloutSource | ReplaySource | DatasetSource:
-    """The data source for the algorithm's regime."""
-    if algo.regime == "offline":
+    """The data source for the algorithm's current regime (an offline algorithm's online phase included)."""
+    regime = algo.online_regime if algo.online and algo.regime == "offline" else algo.regime
+    if regime == "offline":
         if dataset is None:
             raise ConfigError(f"{algo.name} learns from a dataset: pass dataset=PATH (CLI: --dataset PATH)")
         return DatasetSource(algo, norm, dataset, seed)
     assert env is not None
-    if algo.regime == "on_policy":
+    if regime == "on_policy":
         return RolloutSource(algo, norm, env)
-    if algo.regime == "off_policy":
-        return ReplaySource(algo, norm, env, seed)
-    raise ValueError(f"no data source for regime {algo.regime!r}")
+    if regime == "off_policy":
+        return ReplaySource(algo, norm, env, seed, dataset)
+    raise ValueError(f"no data source for regime {regime!r}")

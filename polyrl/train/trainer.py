@@ -114,7 +114,8 @@ class Trainer:
     def __init__(self, agent: Agent, settings: TrainSettings) -> None:
         self.agent, self.settings = agent, settings
         cfg: Any = agent.cfg
-        self.online = agent.algo.regime != "offline"
+        self.online = agent.algo.online
+        self.phase = "online" if self.online else "offline"
         self.env: VecEnv | None = None
         self.obs: np.ndarray | None = None
         if self.online:
@@ -213,6 +214,10 @@ class Trainer:
         if step0 < target:  # something was trained in this call
             end = self.progress()
             self._log_train(end, (end - step0) / max(time.perf_counter() - t0, 1e-9))
+            if not self.online:  # e.g. Uni-O4 selects the member to deploy
+                chosen = algo.end_offline(agent.evaluate_policy)
+                if chosen:
+                    self.logger.log(end, chosen, self.phase)
             self._log_eval(end)
             self.checkpoint()
         self.logger.flush()
@@ -230,7 +235,7 @@ class Trainer:
         metrics["time/steps_per_s" if self.online else "time/updates_per_s"] = sps
         metrics["time/elapsed_s"] = self.elapsed + self._since()
         metrics["train/updates"] = self.agent.algo.n_updates
-        self.logger.log(step, metrics)
+        self.logger.log(step, metrics, self.phase)
 
     def _log_eval(self, step: int) -> None:
         assert self.logger is not None
@@ -243,7 +248,7 @@ class Trainer:
         ref = reference(self.agent.env_id)
         if ref is not None:  # D4RL-normalised score for the tasks that have published references
             row["eval/normalized_score"] = ref.score(res.mean_return)
-        self.logger.log(step, row)
+        self.logger.log(step, row, self.phase)
 
     def checkpoint(self) -> None:
         """Write a checkpoint under ``run_dir/checkpoints``, then cut the episodes (see module docstring)."""
