@@ -138,14 +138,17 @@ class Agent:
         The policy, critics and the (frozen) observation normaliser carry over
         unchanged; what changes is where batches come from (the algorithm's
         ``online_regime``: a replay buffer mixed with the dataset for IQL,
-        TD3+BC and PRDC, on-policy rollouts for Uni-O4). Save a checkpoint
-        first if you want to keep the offline policy.
+        TD3+BC and PRDC, on-policy rollouts for Uni-O4). With a run directory,
+        the offline agent is first saved to ``run_dir/handoff`` (unless that
+        exists), so the policy fine-tuning started from is kept.
         """
         if self.algo.online:
             raise ConfigError(f"{self.algo.name} on {self.env_id} already learns online")
         if self.algo_cls.online_regime is None:
             able = ", ".join(n for n, c in algos.REGISTRY.items() if c.online_regime is not None)
             raise ConfigError(f"{self.algo.name} has no online phase; algorithms that continue online: {able}")
+        if self.run_dir is not None and not (self.run_dir / "handoff").exists():
+            self.save(self.run_dir / "handoff")
         if self.trainer is not None:
             self.trainer.close()
             self.trainer = None

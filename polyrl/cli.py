@@ -45,7 +45,10 @@ def _train_parser(algo_name: str | None) -> argparse.ArgumentParser:
     run.add_argument("--async-envs", action="store_true", help="step the training envs in subprocesses")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files")
-    run.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR from its latest checkpoint")
+    run.add_argument("--online-steps", type=int, default=0,
+                     help="offline algorithms that continue online: env steps of fine-tuning after the offline --steps (default 0)")
+    run.add_argument("--resume", metavar="RUN_DIR", default=None,
+                     help="continue the run in RUN_DIR from its latest checkpoint (in that checkpoint's phase)")
     if algo_name is not None:
         cls = algos.get(algo_name)
         group = p.add_argument_group(f"{cls.name} config (from {cls.Config.__name__})")
@@ -109,6 +112,9 @@ def cmd_train(argv: Sequence[str]) -> int:
         steps = 100_000 if args.steps is None else args.steps
     try:
         agent.learn(steps)
+        if args.online_steps > 0 and not args.resume:
+            agent.start_online()
+            agent.learn(args.online_steps)
     except KeyboardInterrupt:
         print(f"\ninterrupted; the last checkpoint is {agent.latest_checkpoint()}", file=sys.stderr)
         return 130
@@ -285,7 +291,55 @@ def cmd_ope(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "ope": cmd_ope, "eval": cmd_eval, "list": cmd_list, "collect": cmd_collect, "dataset": cmd_dataset}
+def cmd_report(argv: Sequence[str]) -> int:
+    from polyrl.report import cli_main
+
+    return cli_main(argv)
+
+
+def cmd_pipeline(argv: Sequence[str]) -> int:
+    from polyrl.pipeline import Pipeline, PipelineConfig, config_from_args
+
+    d = PipelineConfig()
+    p = argparse.ArgumentParser(prog="polyrl pipeline", description=(
+        "The main job: make or load a dataset, train offline, evaluate the candidate policies offline (OPE), "
+        "fine-tune online, evaluate, and write report.html. Rerun the same command to resume; finished stages are skipped."))
+    p.add_argument("--env", default=None, help=f"environment (default {d.env})")
+    p.add_argument("--dataset", default=None, help="training data, polyrl or Minari (default: made with --recipe)")
+    p.add_argument("--recipe", default=None, help=f"recipe when no dataset is given: random, medium, medium-replay, expert, medium-expert (default {d.recipe})")
+    p.add_argument("--recipe-transitions", type=int, default=None, help=f"transitions of the recipe's dataset (default {d.recipe_transitions})")
+    p.add_argument("--recipe-train-steps", type=int, default=None, help=f"env steps of the SAC run behind the recipe (default {d.recipe_train_steps})")
+    p.add_argument("--algo", default=None, help=f"unio4, iql, td3bc or prdc (default {d.algo})")
+    p.add_argument("--offline-steps", type=int, default=None, help=f"offline gradient updates (default {d.offline_steps})")
+    p.add_argument("--online-steps", type=int, default=None, help=f"online fine-tuning env steps (default {d.online_steps})")
+    p.add_argument("--eval-every", type=int, default=None, help=f"evaluation cadence in each phase's unit (default {d.eval_every})")
+    p.add_argument("--eval-episodes", type=int, default=None, help=f"episodes per evaluation (default {d.eval_episodes})")
+    p.add_argument("--ope-rollouts", type=int, default=None, help=f"model rollouts per candidate (default {d.ope_rollouts})")
+    p.add_argument("--seed", type=int, default=None, help=f"seed (default {d.seed})")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=V", help="an algorithm config field (repeatable)")
+    p.add_argument("--run-dir", default=None, help="run directory (default runs/pipeline-<algo>-<env>-s<seed>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress display")
+    args = p.parse_args(argv)
+    algo_config: dict[str, object] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects FIELD=VALUE, got {item!r}")
+        algo_config[key.strip().replace("-", "_")] = value
+    cfg = config_from_args(vars(args) | {"algo_config": algo_config})
+    if algo_config:  # validate and type the fields now, not after the dataset stage
+        typed = algos.get(cfg.algo).Config.from_dict(algo_config).to_dict()
+        cfg = PipelineConfig(**(cfg.to_dict() | {"algo_config": {k: typed[k] for k in algo_config}}))
+    run_dir = Path(args.run_dir or f"runs/pipeline-{cfg.algo}-{cfg.env.replace('/', '_')}-s{cfg.seed}")
+    state = Pipeline(cfg, run_dir, progress=not args.no_progress).run()
+    scores = state["stages"]["evaluate"]
+    print(f"run directory: {run_dir}\nreport: {state['stages']['report']['path']}")
+    print("offline -> online: " + " -> ".join(f"{k} {v:.1f}" for k, v in scores.items() if isinstance(v, (int, float))))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "pipeline": cmd_pipeline, "eval": cmd_eval, "report": cmd_report, "ope": cmd_ope,
+            "list": cmd_list, "collect": cmd_collect, "dataset": cmd_dataset}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -294,10 +348,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(f"polyrl {__version__}: policy optimisation in every RL regime\n\n"
               f"usage: polyrl {{{','.join(COMMANDS)}}} ...\n"
+              f"  pipeline [--env ID] [--dataset PATH|--recipe medium] [--algo unio4] [--run-dir DIR]\n"
               f"  train    {TRAIN_USAGE[13:]}\n  eval     RUN_DIR [--episodes N] [--json]\n  list     [--json]\n"
               f"  collect  --policy RUN_DIR|random [--env ID] --steps N --out PATH\n  dataset  info PATH [--json]\n"
               f"  dataset  export PATH --minari-id ID [--root DIR]\n"
               f"  ope      RUN_DIR --dataset PATH [--method fqe|model|both] [--json]\n"
+              f"  report   RUN_DIR [RUN_DIR ...] [--out PATH]\n"
               f"  dataset  make <env>-<random|medium|medium-replay|expert|medium-expert> --out PATH [--steps N]")
         return 0 if argv else 2
     if argv[0] in ("-V", "--version"):

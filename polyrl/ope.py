@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -63,14 +64,21 @@ def initial_states(dataset: Dataset) -> np.ndarray:
     return np.asarray(dataset.obs[starts])
 
 
-def _policy(agent: Agent, obs: Tensor) -> Tensor:
-    return agent.algo.act(agent.obs_norm(obs), deterministic=True)
+Policy = Callable[[Tensor], Tensor]
+"""A deterministic policy on normalised observations (``agent.algo.candidates()`` gives such)."""
+
+
+def _acting(agent: Agent, policy: Policy | None) -> Callable[[Tensor], Tensor]:
+    """Raw observations -> normalised actions, by ``policy`` or else the agent's own deterministic policy."""
+    pi = policy if policy is not None else (lambda x: agent.algo.act(x, deterministic=True))
+    return lambda obs: pi(agent.obs_norm(obs))
 
 
 def fqe(agent: Agent, dataset: Dataset, *, steps: int = 20_000, gamma: float = 0.99, batch_size: int = 256,
         learning_rate: float = 3e-4, tau: float = 0.05, hidden: tuple[int, ...] = (256, 256), seed: int = 0,
-        confidence: float = 0.95) -> OPEResult:
-    """Fitted Q evaluation; see the module docstring."""
+        confidence: float = 0.95, policy: Policy | None = None) -> OPEResult:
+    """Fitted Q evaluation of ``policy`` (default: the agent's); see the module docstring."""
+    act = _acting(agent, policy)
     spec, device = agent.spec, agent.device
     buf = dataset.buffer(spec, device)
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -88,7 +96,7 @@ def fqe(agent: Agent, dataset: Dataset, *, steps: int = 20_000, gamma: float = 0
     for _ in range(steps):
         b = buf.sample(batch_size, gen, gamma=gamma)
         with torch.no_grad():
-            target = b.reward + b.discount * (1.0 - b.terminated) * value(q_target, b.next_obs, _policy(agent, b.next_obs))
+            target = b.reward + b.discount * (1.0 - b.terminated) * value(q_target, b.next_obs, act(b.next_obs))
         loss = (value(q, b.obs, b.action) - target).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -97,7 +105,7 @@ def fqe(agent: Agent, dataset: Dataset, *, steps: int = 20_000, gamma: float = 0
             torch._foreach_lerp_(list(q_target.parameters()), list(q.parameters()), tau)
     s0 = torch.as_tensor(initial_states(dataset), device=device)
     with torch.no_grad():
-        v0 = value(q, s0, _policy(agent, s0)).cpu().numpy().astype(np.float64)
+        v0 = value(q, s0, act(s0)).cpu().numpy().astype(np.float64)
     lo, hi = bootstrap_ci(v0, confidence=confidence, seed=seed)
     return OPEResult("fqe", float(v0.mean()), lo, hi, confidence, len(v0), f"discounted value (gamma={gamma})")
 
@@ -115,8 +123,9 @@ def fit_model(agent: Agent, dataset: Dataset, *, cfg: DynamicsConfig | None = No
 
 
 def model_based(agent: Agent, dataset: Dataset, *, model: DynamicsEnsemble | None = None, horizon: int | None = None,
-                n_rollouts: int = 100, seed: int = 0, confidence: float = 0.95) -> OPEResult:
-    """Model-based estimate of the undiscounted episode return; see the module docstring."""
+                n_rollouts: int = 100, seed: int = 0, confidence: float = 0.95, policy: Policy | None = None) -> OPEResult:
+    """Model-based estimate of ``policy``'s (default: the agent's) undiscounted episode return; see the module docstring."""
+    act = _acting(agent, policy)
     if model is None:
         model, _ = fit_model(agent, dataset, seed=seed)
     if horizon is None:
@@ -130,7 +139,7 @@ def model_based(agent: Agent, dataset: Dataset, *, model: DynamicsEnsemble | Non
     alive = torch.ones(n_rollouts, dtype=torch.bool, device=device)
     for _ in range(horizon):
         with torch.no_grad():
-            obs, reward, terminated = model.step(obs, _policy(agent, obs), gen)
+            obs, reward, terminated = model.step(obs, act(obs), gen)
         returns += reward * alive
         alive &= ~terminated
         if not alive.any():

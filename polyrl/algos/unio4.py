@@ -9,8 +9,9 @@ Offline (``update`` on dataset batches), the budget of ``T`` updates splits in t
      ``Q <- r + gamma (1 - d) Q'(s', a'_next)`` with the dataset's next action);
    * an ensemble of ``N`` Gaussian BC policies (one batched module). Member ``i`` minimises
      ``L_i = E[-log pi_i(a|s)] - alpha E[D_i]`` with, for ``diversity="kl"`` (the default),
-     ``D_i = KL(pi_i(.|s) || sg(pi_j*(.|s)))``, ``j* = argmax_{j != i} log pi_j(a|s)``, which
-     pushes members apart; ``"logprob"`` is the paper's eq. 4 form
+     ``D_i = min(KL(pi_i(.|s) || sg(pi_j*(.|s))), cap)``, ``j* = argmax_{j != i} log pi_j(a|s)``,
+     which pushes members apart (the cap is ours: uncapped, the KL term outgrows the
+     likelihood and drags members off the data); ``"logprob"`` is the paper's eq. 4 form
      ``D_i = log pi_i(a|s) - sg(max_{j != i} log pi_j(a|s))``, whose gradient is only
      ``(1 + alpha)`` times plain BC's.
 2. **Multi-step behaviour PPO**, the remaining updates. Each member ``i`` has a reference
@@ -104,6 +105,8 @@ class UniO4Config(OfflineConfig):
     """Diversity term of the ensemble BC: "kl", "logprob" (the paper's eq. 4) or "none"."""
     diversity_alpha: float = 0.1
     """Weight alpha of the diversity term."""
+    diversity_cap: float = 1.0
+    """KL diversity only: per-sample cap (nats) beyond which members are not pushed further apart."""
     # -- multi-step behaviour PPO --------------------------------------------------------------
     bppo_fraction: float = 0.2
     """Share of the offline update budget spent on behaviour PPO (the rest pretrains critics and the ensemble)."""
@@ -123,7 +126,7 @@ class UniO4Config(OfflineConfig):
     """Steps of each gate rollout in the dynamics model."""
     model_hidden: tuple[int, ...] = (200, 200, 200, 200)
     """Hidden widths of the dynamics ensemble (7 members, 5 elites)."""
-    model_epochs: int = 100
+    model_epochs: int = 50
     """Maximum training epochs of the dynamics ensemble (holdout early stopping usually ends sooner)."""
     selection: str = "ope_eval"
     """Member to deploy: "ope" (best OPE score; strictly offline) or "ope_eval" (best of the OPE top k by real episodes)."""
@@ -333,7 +336,7 @@ class UniO4(Algorithm):
         rows = torch.arange(mean.shape[1], device=self.device)
         mu_j, ls_j = mean.detach()[nearest, rows], log_std.detach()[nearest, rows]  # [N, B, A]
         kl = ls_j - log_std + (torch.exp(2 * log_std) + (mean - mu_j).pow(2)) / (2 * torch.exp(2 * ls_j)) - 0.5
-        return kl.sum(-1).mean(1)
+        return kl.sum(-1).clamp(max=c.diversity_cap).mean(1)
 
     def _behaviour_ppo(self, batch: TransitionBatch, step: int, steps: int) -> dict[str, float | Tensor]:
         c, s = self.cfg, self.state
