@@ -30,7 +30,8 @@ from polyrl.data.dataset import Dataset
 from polyrl.data.minari_io import load_any
 from polyrl.envs import RunningNorm, VecEnv
 from polyrl.errors import CheckpointError, ConfigError
-from polyrl.train.checkpoint import LATEST, read_checkpoint, resolve, write_checkpoint, write_text_atomic
+from polyrl.io import write_text_atomic
+from polyrl.train.checkpoint import LATEST, read_checkpoint, resolve, write_checkpoint
 from polyrl.train.evaluate import EvalResult, run_episodes
 from polyrl.train.trainer import Trainer, TrainSettings
 

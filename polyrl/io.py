@@ -1,4 +1,4 @@
-"""Atomic writes shared by checkpoints and datasets."""
+"""Atomic writes shared by checkpoints, datasets, pipelines and reports."""
 
 from __future__ import annotations
 
@@ -45,3 +45,30 @@ def write_json(path: Path, obj: Any, **kwargs: Any) -> None:
         json.dump(obj, f, indent=2, sort_keys=True, **kwargs)
         f.flush()
         os.fsync(f.fileno())
+
+
+def write_text_atomic(path: str | Path, text: str | bytes) -> None:
+    """Write a file through a sibling temporary file and ``os.replace``: readers see the old or the new content.
+
+    The file gets the usual permissions (``0666`` less the umask), not ``mkstemp``'s private ``0600``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode() if isinstance(text, str) else text)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """:func:`write_text_atomic` of ``obj`` as indented JSON."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True))

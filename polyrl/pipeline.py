@@ -27,7 +27,7 @@ from typing import Any
 from rich.console import Console
 
 from polyrl.errors import ConfigError
-from polyrl.io import write_json
+from polyrl.io import write_json_atomic
 
 STAGES = ("dataset", "offline", "ope", "online", "evaluate", "report")
 
@@ -107,7 +107,7 @@ class Pipeline:
             t0 = time.perf_counter()
             info = getattr(self, f"_{name}")() or {}
             self.state["stages"][name] = {"status": "done", "seconds": round(time.perf_counter() - t0, 2), **info}
-            write_json(self.state_path, self.state)
+            write_json_atomic(self.state_path, self.state)
         return self.state
 
     @property
@@ -169,7 +169,7 @@ class Pipeline:
             rows.append(est.to_json() | {"name": name, "real_return": real.mean_return, "real_return_std": real.std_return,
                                          "selected": name == selected})
         agent.close()
-        write_json(self.run_dir / "ope.json", {"candidates": rows, "model": fit})
+        write_json_atomic(self.run_dir / "ope.json", {"candidates": rows, "model": fit})
         return {"candidates": len(rows)}
 
     def _online(self) -> dict[str, Any]:
@@ -200,7 +200,7 @@ class Pipeline:
             agent.close()
             score = None if ref is None else 100.0 * (res.mean_return - ref["random"]) / (ref["expert"] - ref["random"])
             phases.append({"name": name, "return": res.mean_return, "return_std": res.std_return, "score": score})
-        write_json(self.run_dir / "scores.json", {"env": c.env, "reference": ref, "phases": phases})
+        write_json_atomic(self.run_dir / "scores.json", {"env": c.env, "reference": ref, "phases": phases})
         return {p["name"]: p["score"] if p["score"] is not None else p["return"] for p in phases}
 
     def _report(self) -> dict[str, Any]:

@@ -17,8 +17,6 @@ import datetime
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -28,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from polyrl.errors import ConfigError
+from polyrl.io import write_text_atomic
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -320,24 +319,6 @@ def render_html(runs: Sequence[Run]) -> str:
     return "\n".join(parts) + "</body></html>\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` through a sibling temporary file and ``os.replace``; non-ASCII becomes character references."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("ascii", "xmlcharrefreplace"))  # readable whatever the locale's encoding
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would keep the report from whoever it is shared with
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> Path:
     """Write the HTML report of ``run_dirs`` and return its path.
 
@@ -348,7 +329,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
         raise ConfigError("no run directory given; usage: polyrl report RUN_DIR [RUN_DIR ...] [--out PATH]")
     runs = [load_run(d) for d in run_dirs]
     path = Path(out) if out is not None else runs[0].path / "report.html" if len(runs) == 1 else Path("report.html")
-    _write_atomic(path, render_html(runs))
+    write_text_atomic(path, render_html(runs).encode("ascii", "xmlcharrefreplace"))  # readable whatever the locale
     return path
 
 

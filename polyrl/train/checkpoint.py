@@ -17,8 +17,6 @@ never leaves a partial checkpoint under the final name.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -70,16 +68,6 @@ def unflatten(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
         if "__tuple__" in tree:
             return tuple(unflatten(v, tensors) for v in tree["__tuple__"])
     return tree
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a small file via a temporary file and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_checkpoint(path: str | Path, meta: dict[str, Any], weights: dict[str, torch.Tensor], resume: Any | None) -> Path:
