@@ -243,15 +243,17 @@ def cmd_list(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="polyrl list", description="List the algorithms and the action spaces they handle.")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    rows = [{"algo": n, "action_spaces": list(c.action_kinds), "regime": c.regime,
+    rows = [{"algo": n, "action_spaces": list(c.action_kinds),
+             "regime": c.regime, "online_regime": c.online_regime,
              "summary": (c.__module__ and (sys.modules[c.__module__].__doc__ or "").strip().splitlines()[0])}
             for n, c in sorted(algos.REGISTRY.items())]
     if args.json:
         print(json.dumps(rows))
     else:
-        print(f"{'algorithm':<10} {'actions':<14} {'regime':<11} description")
+        print(f"{'algorithm':<10} {'actions':<14} {'regime':<22} description")
         for r in rows:
-            print(f"{r['algo']:<10} {'/'.join(r['action_spaces']):<14} {r['regime']:<11} {r['summary']}")
+            regime = r["regime"] + (f" -> {r['online_regime']}" if r["online_regime"] else "")
+            print(f"{r['algo']:<10} {'/'.join(r['action_spaces']):<14} {regime:<22} {r['summary']}")
     return 0
 
 

@@ -84,7 +84,7 @@ class Pipeline:
             able = ", ".join(n for n, c in algos.REGISTRY.items() if c.online_regime is not None)
             raise ConfigError(f"the pipeline fine-tunes online, which {cls.name} cannot; use one of: {able}")
         self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
-        self.console = console or Console(stderr=True, quiet=not progress)
+        self.console = console or Console(stderr=True)
         self.state_path = self.run_dir / "pipeline.json"
         config = json.loads(json.dumps(cfg.to_dict()))  # as stored (tuples become lists)
         self.state: dict[str, Any] = {"config": config, "stages": {}}

@@ -167,11 +167,18 @@ def test_selection_modes(tiny_datasets):
             assert rows["select/member"] == int(agent.algo.state.best_score.argmax())
 
 
-def test_sarsa_critics_train(tiny_datasets):
-    agent = _unio4(tiny_datasets, critic="sarsa")
+def test_sarsa_critics_and_mc_online_critic(tiny_datasets):
+    agent = _unio4(tiny_datasets, critic="sarsa", online_critic="mc", mc_fit_steps=500, critic_lr=1e-2, normalize_reward=False)
     agent.learn(30, **QUIET)
-    assert agent.algo.data is not None and torch.isfinite(agent.algo.data["mc_return"]).all()
-    agent.start_online()
+    data = agent.algo.data
+    assert data is not None and torch.isfinite(data["mc_return"]).all()
+    def mc_error():
+        with torch.no_grad():
+            return float((agent.algo.state.value(data["obs"]) - data["mc_return"]).pow(2).mean())
+
+    before = mc_error()
+    agent.start_online()  # re-fits V on the Monte-Carlo returns
+    assert mc_error() < 0.5 * before
     agent.learn(64, **QUIET)
 
 

@@ -29,7 +29,8 @@ Offline (``update`` on dataset batches), the budget of ``T`` updates splits in t
    It is copied into ``actor``, the single policy that acts and continues online.
 
 Online (``Agent.start_online``; on-policy rollouts), the same clipped objective continues
-as PPO from ``actor`` and the offline ``V``, with rewards scaled like offline, GAE, value
+as PPO from ``actor`` and the offline ``V`` (or, with ``online_critic="mc"``, ``V`` re-fit on
+the dataset's Monte-Carlo returns), with rewards scaled like offline, GAE, value
 clipping, an entropy bonus, linear learning-rate decay and the observation normaliser
 frozen to the dataset's statistics.
 
@@ -153,6 +154,10 @@ class UniO4Config(OfflineConfig):
     """Online: entropy bonus coefficient."""
     vf_coef: float = 0.5
     """Online: value-loss coefficient."""
+    online_critic: str = "offline"
+    """Online critic: "offline" (the offline V as is) or "mc" (V first re-fit on the dataset's Monte-Carlo returns)."""
+    mc_fit_steps: int = 2000
+    """Updates of the Monte-Carlo re-fit of V when online_critic is "mc"."""
 
 
 @dataclass
@@ -197,6 +202,8 @@ class UniO4(Algorithm):
             raise ConfigError(f"unio4 critic must be 'iql' or 'sarsa', got {c.critic!r}")
         if c.diversity not in ("kl", "logprob", "none"):
             raise ConfigError(f"unio4 diversity must be 'kl', 'logprob' or 'none', got {c.diversity!r}")
+        if c.online_critic not in ("offline", "mc"):
+            raise ConfigError(f"unio4 online_critic must be 'offline' or 'mc', got {c.online_critic!r}")
         if c.selection not in ("ope", "ope_eval"):
             raise ConfigError(f"unio4 selection must be 'ope' or 'ope_eval', got {c.selection!r}")
         if c.gate_every < 1 or not 0.0 < c.bppo_fraction < 1.0:
@@ -437,6 +444,23 @@ class UniO4(Algorithm):
         return metrics
 
     # -- online --------------------------------------------------------------------------------
+    def start_online(self) -> None:
+        """Keep the deployed actor; with ``online_critic="mc"``, first re-fit V on the dataset's Monte-Carlo returns."""
+        super().start_online()
+        c, s = self.cfg, self.state
+        if c.online_critic != "mc":
+            return
+        if self.data is None:
+            raise ConfigError("unio4's online_critic='mc' re-fits V on the dataset: load the agent with its dataset")
+        gen = torch.Generator(device=self.device).manual_seed(self.n_updates)
+        opt = adam(s.value.parameters(), c.critic_lr)
+        for _ in range(c.mc_fit_steps):
+            idx = torch.randint(len(self.data["obs"]), (c.batch_size,), generator=gen, device=self.device)
+            loss = (s.value(self.data["obs"][idx]) - self.data["mc_return"][idx]).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
     def _online(self, batch: Rollout) -> dict[str, float | Tensor]:
         c, s = self.cfg, self.state
         frac = 1.0 - min(self.env_steps / max(self.total_steps, 1), 1.0)
