@@ -334,9 +334,10 @@ def cmd_pipeline(argv: Sequence[str]) -> int:
         cfg = PipelineConfig(**(cfg.to_dict() | {"algo_config": {k: typed[k] for k in algo_config}}))
     run_dir = Path(args.run_dir or f"runs/pipeline-{cfg.algo}-{cfg.env.replace('/', '_')}-s{cfg.seed}")
     state = Pipeline(cfg, run_dir, progress=not args.no_progress).run()
-    scores = state["stages"]["evaluate"]
     print(f"run directory: {run_dir}\nreport: {state['stages']['report']['path']}")
-    print("offline -> online: " + " -> ".join(f"{k} {v:.1f}" for k, v in scores.items() if isinstance(v, (int, float))))
+    phases = json.loads((run_dir / "scores.json").read_text())["phases"]
+    print("offline -> online: " + " -> ".join(
+        f"{p['name']} return {p['return']:.1f}" + (f" (score {p['score']:.1f})" if p["score"] is not None else "") for p in phases))
     return 0
 
 

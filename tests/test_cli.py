@@ -53,6 +53,9 @@ def test_resume_from_cli(tmp_path, capsys):
         (["train", "pp", "CartPole-v1"], "unknown algorithm 'pp'; did you mean 'ppo'?"),
         (["train", "ppo"], "no environment given"),
         (["eval", "/nonexistent/run"], "no such run or checkpoint directory"),
+        (["pipeline", "--algo", "cql"], "the pipeline fine-tunes online, which cql cannot; use one of: td3bc, iql"),
+        (["pipeline", "--set", "n_polices=2"], "unknown config field 'n_polices' for UniO4Config; did you mean 'n_policies'?"),
+        (["report", "/nonexistent/run"], "/nonexistent/run does not exist"),
     ],
 )
 def test_errors_are_one_clear_line(argv, message, capsys):
@@ -75,3 +78,27 @@ def test_eval_reports_d4rl_normalised_score_on_mujoco(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["reference"] == "d4rl"
     assert out["normalized_score"] == pytest.approx(100 * (out["mean_return"] + 20.272305) / (3234.3 + 20.272305))
+
+
+def test_offline_to_online_from_the_cli(tiny_datasets, tmp_path, capsys):
+    data = str(tiny_datasets["Pendulum-v1"])
+    run = tmp_path / "td3bc"
+    assert main(["train", "td3bc", "--dataset", data, "--steps", "30", "--online-steps", "64", "--run-dir", str(run),
+                 "--batch-size", "16", "--hidden", "16,16", "--online-warmup", "16", *FAST]) == 0
+    assert "online_step_0000000064" in capsys.readouterr().out
+    assert (run / "handoff").exists()
+
+    pipe = tmp_path / "pipe"
+    tiny = ["--set", "batch_size=16", "--set", "q_hidden=16,16", "--set", "v_hidden=16,16", "--set", "actor_hidden=16,16",
+            "--set", "n_policies=2", "--set", "gate_every=5", "--set", "gate_states=16", "--set", "gate_horizon=3",
+            "--set", "model_hidden=16,16", "--set", "model_epochs=2", "--set", "selection=ope", "--set", "n_steps=32",
+            "--set", "online_minibatch=16", "--set", "online_epochs=1"]
+    argv = ["pipeline", "--env", "Pendulum-v1", "--dataset", data, "--offline-steps", "20", "--online-steps", "64",
+            "--eval-every", "32", "--eval-episodes", "1", "--ope-rollouts", "4", "--run-dir", str(pipe), "--no-progress", *tiny]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"report: {pipe / 'report.html'}" in out and "offline -> online: offline return " in out
+    assert main(argv) == 0  # everything done: every stage is skipped
+    assert "(done, skipped)" in capsys.readouterr().err
+    assert main(["report", str(pipe), str(run), "--out", str(tmp_path / "both.html")]) == 0
+    assert "Comparison of runs" in (tmp_path / "both.html").read_text()
