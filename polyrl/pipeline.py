@@ -53,11 +53,15 @@ class PipelineConfig:
     online_steps: int = 30_000
     """Online fine-tuning env steps."""
     eval_every: int = 5_000
-    """Evaluation cadence in each phase's own unit (offline updates, online env steps)."""
+    """Online env steps between evaluations (offline, ``offline_evals`` evaluations spread over the budget)."""
+    offline_evals: int = 8
+    """Evaluations during offline training (the learning curve's offline part)."""
     eval_episodes: int = 10
     """Episodes of each evaluation, and of the final one."""
     ope_rollouts: int = 50
     """Model rollouts per candidate in the OPE stage."""
+    ope_model_epochs: int = 50
+    """Maximum training epochs of the OPE stage's dynamics ensemble (holdout early stopping may end it sooner)."""
     seed: int = 0
     """Seed of everything (recipe, training, OPE)."""
     algo_config: dict[str, Any] = field(default_factory=dict)
@@ -114,10 +118,10 @@ class Pipeline:
     def dataset_path(self) -> str:
         return self.cfg.dataset if self.cfg.dataset is not None else str(self.run_dir / "dataset")
 
-    def _settings(self) -> dict[str, Any]:
+    def _settings(self, online: bool) -> dict[str, Any]:
         c = self.cfg
-        return {"eval_every": c.eval_every, "eval_episodes": c.eval_episodes, "progress": self.progress,
-                "checkpoint_every": max(c.eval_every, 1)}
+        every = c.eval_every if online else max(c.offline_steps // max(c.offline_evals, 1), 1)
+        return {"eval_every": every, "eval_episodes": c.eval_episodes, "progress": self.progress, "checkpoint_every": every}
 
     # -- stages --------------------------------------------------------------------------------
     def _dataset(self) -> dict[str, Any]:
@@ -142,11 +146,11 @@ class Pipeline:
         if (self.run_dir / "checkpoints").exists():  # a killed offline stage: continue from its last checkpoint
             agent = polyrl.load(self.run_dir)
             if agent.algo.n_updates < c.offline_steps:
-                agent.learn(**self._settings())
+                agent.learn(**self._settings(online=False))
         else:
             overrides = EMBEDDED_ALGO_CONFIG.get(c.algo, {}) | c.algo_config
             agent = polyrl.make(c.algo, c.env, dataset=self.dataset_path, seed=c.seed, run_dir=self.run_dir, **overrides)
-            agent.learn(c.offline_steps, **self._settings())
+            agent.learn(c.offline_steps, **self._settings(online=False))
         agent.save(self.run_dir / "handoff")
         result = agent.evaluate(c.eval_episodes)
         agent.close()
@@ -156,11 +160,12 @@ class Pipeline:
         import polyrl
         from polyrl import ope
         from polyrl.data.minari_io import load_any
+        from polyrl.models.dynamics import DynamicsConfig
 
         c = self.cfg
         agent = polyrl.load(self.run_dir / "handoff", resume=False)
         data = load_any(self.dataset_path)
-        model, fit = ope.fit_model(agent, data, seed=c.seed)
+        model, fit = ope.fit_model(agent, data, cfg=DynamicsConfig(max_epochs=c.ope_model_epochs), seed=c.seed)
         selected = _selected_name(agent)
         rows = []
         for name, policy in agent.algo.candidates().items():
@@ -181,9 +186,9 @@ class Pipeline:
             agent.close()
             agent = polyrl.load(self.run_dir / "handoff", run_dir=self.run_dir)
             agent.start_online()
-            agent.learn(c.online_steps, **self._settings())
+            agent.learn(c.online_steps, **self._settings(online=True))
         elif agent.algo.env_steps < c.online_steps:
-            agent.learn(**self._settings())
+            agent.learn(**self._settings(online=True))
         agent.close()
         return {"env_steps": agent.algo.env_steps}
 
