@@ -118,3 +118,17 @@ def test_recipes_share_one_sac_run_and_record_provenance(tmp_path, capsys):
         assert ds.meta["recipe"] == recipe and ds.meta["env_id"] == "Pendulum-v1" and "polyrl_version" in ds.meta
     assert sets["expert"].meta["policy_eval_return"] == max(s["return"] for s in snaps)
     assert sets["expert"].meta["policy_eval_return"] > sets["random"].info()["mean_return"]
+
+
+def test_cql_bc_warmup_imitates_the_dataset(tiny_datasets):
+    """During the warm-up the actor maximises the dataset actions' likelihood instead of Q."""
+    data = tiny_datasets["Pendulum-v1"]
+    likelihood = {}
+    for warmup in (0, 1000):
+        agent = polyrl.make("cql", "Pendulum-v1", dataset=data, seed=0, batch_size=64, hidden=(32, 32), n_action_samples=4,
+                            bc_warmup_steps=warmup, actor_lr=1e-3)
+        agent.learn(300, progress=False, tensorboard=False, eval_episodes=0, eval_every=0)
+        buf = agent.dataset.buffer(agent.spec)
+        with torch.no_grad():
+            likelihood[warmup] = float(agent.algo.state.actor(agent.obs_norm(buf.obs[:, 0])).log_prob(buf.action[:, 0]).mean())
+    assert likelihood[1000] > likelihood[0] + 0.02, likelihood

@@ -16,9 +16,13 @@ eq. 5, scaled as in the authors' code). Actor and temperature are trained
 exactly as in SAC. The TD term is the authors' mean squared error (no 1/2),
 the scale their ``w = 5`` was tuned with.
 
+The authors' optional behaviour-cloning warm-up of the actor is
+``bc_warmup_steps`` (their ``policy_eval_start``): for that many updates the
+actor minimises ``E[alpha log pi(a~|s) - log pi(a_D|s)]`` (imitating the
+dataset's actions ``a_D``) instead of SAC's loss; 0 (the default) starts with SAC's.
+
 Deviations from the authors' code: the three action samples are scored in
-one batched critic pass; the authors' optional behaviour-cloning warm-up of
-the actor is omitted (the actor trains as in SAC from the first step).
+one batched critic pass.
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ class CQLConfig(OfflineConfig):
     """Include -alpha log pi in the TD target (False: the authors' deterministic backup)."""
     init_alpha: float = 1.0
     """Initial SAC temperature."""
+    bc_warmup_steps: int = 0
+    """Updates whose actor loss imitates the dataset's actions before SAC's takes over (authors: 40000 on MuJoCo)."""
     n_critics: int = 2
     """Critics in the ensemble."""
     hidden: tuple[int, ...] = (256, 256)
@@ -155,11 +161,15 @@ class CQL(Algorithm):
             s.cql_alpha_opt.step()
             metrics["train/cql_alpha"] = cql_alpha
 
-        # Actor and temperature: SAC.
-        action, log_prob = s.actor(batch.obs).rsample_with_log_prob()
-        with frozen(s.critic):
-            q_pi = s.critic(batch.obs, action).min(0).values
-        actor_loss = (alpha * log_prob - q_pi).mean()
+        # Actor and temperature: SAC (after the optional BC warm-up).
+        dist = s.actor(batch.obs)
+        action, log_prob = dist.rsample_with_log_prob()
+        if self.n_updates < c.bc_warmup_steps:
+            actor_loss = (alpha * log_prob - dist.log_prob(batch.action)).mean()
+        else:
+            with frozen(s.critic):
+                q_pi = s.critic(batch.obs, action).min(0).values
+            actor_loss = (alpha * log_prob - q_pi).mean()
         s.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         s.actor_opt.step()
