@@ -109,9 +109,10 @@ class Agent:
     def learn(self, steps: int | None = None, **settings: Any) -> Agent:
         """Train for ``steps`` more env steps, or gradient updates offline (``None``: continue a resumed run).
 
-        Annealing schedules (PPO's learning rate and clip range, DQN's epsilon)
-        run from the current step to this call's target, so one call with the
-        whole budget gives the schedule the paper describes. Ends with an
+        Annealing schedules (PPO's learning rate and clip range, DQN's epsilon,
+        Uni-O4's phase split) are fractions of this call's target, so give the
+        whole budget to one call to get the schedule the paper describes (a
+        second call continues from where the first left the fraction). Ends with an
         evaluation and a checkpoint. Keyword arguments override
         :class:`TrainSettings` fields for this and later calls.
         """

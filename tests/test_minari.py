@@ -57,3 +57,10 @@ def test_cli_export_and_info(tmp_path, capsys):
     assert '"transitions": 100' in capsys.readouterr().out
     assert main(["dataset", "export", str(src), "--minari-id", "pend-v0", "--root", str(tmp_path / "store")]) == 2
     assert "exists; Minari datasets are immutable" in capsys.readouterr().err
+
+
+def test_export_to_a_relative_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = save_minari(collect("Pendulum-v1", 100, seed=2), "pendulum/rel-v0", root="stores")
+    assert path == tmp_path / "stores" / "pendulum" / "rel-v0"
+    assert len(load_minari(str(path))) == 100

@@ -141,19 +141,34 @@ def test_ope_gate_replaces_a_reference_only_on_improvement(tiny_datasets, monkey
     np.testing.assert_array_equal(agent.act(OBS), polyrl.Agent.act(agent, OBS))
 
 
-def test_gate_scores_follow_the_critic(tiny_datasets):
-    """With Q(s, a) = -|a|^2, the member acting nearer 0 scores higher."""
-    agent = _unio4(tiny_datasets)
+def _gate_agent(tiny_datasets, gate_score):
+    """A Uni-O4 agent past pretraining whose reference member 0 acts 0 and member 1 acts tanh(2) ~ 0.96."""
+    agent = _unio4(tiny_datasets, gate_score=gate_score)
     agent.learn(10, **QUIET)  # fits the model and starts behaviour PPO
     s = agent.algo.state
     with torch.no_grad():
-        for p in s.references.net.net[-1].parameters():  # last layer: member 0 outputs 0, member 1 outputs 2
+        for p in s.references.net.net[-1].parameters():
             p.zero_()
         s.references.net.net[-1].bias[1].fill_(2.0)
-    agent.algo.state.critic = type(s.critic)(2, 3, 1, (4,))  # replaced by a hand-made critic below
-    agent.algo.state.critic.forward = lambda obs, action, members=None: -(action ** 2).sum(-1).expand(2, -1)
+    return agent, s
+
+
+def test_q_gate_scores_follow_the_critic(tiny_datasets, monkeypatch):
+    """gate_score="q" with Q(s, a) = -|a|^2: the member acting nearer 0 scores higher."""
+    agent, s = _gate_agent(tiny_datasets, "q")
+    monkeypatch.setattr(s.critic, "forward", lambda obs, action, members=None: -(action ** 2).sum(-1).expand(2, -1))
     scores = agent.algo.gate_scores(s.references)
     assert scores[0] > scores[1]
+
+
+def test_return_gate_counts_model_rewards_until_a_fall(tiny_datasets, monkeypatch):
+    """gate_score="return": reward 1 per step, a fall when the first action exceeds 0.5; Q = 0."""
+    agent, s = _gate_agent(tiny_datasets, "return")
+    monkeypatch.setattr(s.critic, "forward", lambda obs, action, members=None: torch.zeros(2, obs.shape[0]))
+    monkeypatch.setattr(s.dynamics, "step", lambda obs, action, gen=None: (obs, torch.ones(obs.shape[0]), action[:, 0] > 0.5))
+    scores = agent.algo.gate_scores(s.references)
+    gamma, horizon, scale = agent.cfg.gamma, agent.cfg.gate_horizon, float(s.reward_scale)
+    torch.testing.assert_close(scores, torch.tensor([scale * sum(gamma ** t for t in range(horizon)), scale]))
 
 
 def test_selection_modes(tiny_datasets):

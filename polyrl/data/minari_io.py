@@ -88,7 +88,8 @@ def save_minari(dataset: Dataset, dataset_id: str, root: str | Path | None = Non
 
     if dataset.env_id is None:
         raise DatasetError(f"{dataset.name}: Minari needs the env id; set dataset.meta['env_id']")
-    root = Path(root) if root is not None else Path(get_dataset_path(dataset_id)).parents[len(Path(dataset_id).parts) - 1]
+    # absolute: Minari resolves MINARI_DATASETS_PATH against its own working paths
+    root = (Path(root) if root is not None else Path(get_dataset_path(dataset_id)).parents[len(Path(dataset_id).parts) - 1]).resolve()
     final = root / dataset_id
     if final.exists():
         raise DatasetError(f"{final} exists; Minari datasets are immutable, choose another id or version")

@@ -41,13 +41,13 @@ class TrainSettings:
     """How a run is driven (not part of the algorithm's config)."""
 
     eval_every: int = 10_000
-    """Env steps between deterministic evaluations in a separate env (0: only at the end)."""
+    """Steps (env steps online, gradient updates offline) between deterministic evaluations in a separate env (0: only at the end)."""
     eval_episodes: int = 10
     """Episodes per evaluation."""
     checkpoint_every: int = 0
-    """Env steps between checkpoints (0: only at the end)."""
+    """Steps (env steps online, gradient updates offline) between checkpoints (0: only at the end)."""
     log_every: int = 2_000
-    """Env steps between training-metric rows."""
+    """Steps (env steps online, gradient updates offline) between training-metric rows."""
     keep_checkpoints: int = 2
     """Checkpoints kept on disk (oldest removed first)."""
     progress: bool = True
@@ -154,7 +154,7 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------------
     def run(self, target: int) -> None:
-        """Train until ``agent.algo.env_steps`` reaches ``target``, on this trainer's own RNG stream.
+        """Train until :meth:`progress` (env steps online, gradient updates offline) reaches ``target``, on this trainer's own RNG stream.
 
         Denormal floats are flushed to zero (``torch.set_flush_denormal``) from
         here on: as gradients and Adam moments shrink they turn denormal, and
