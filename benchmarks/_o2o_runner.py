@@ -43,6 +43,21 @@ def select_rows(run_dir: Path) -> dict[str, Any]:
     return out
 
 
+def polyrl_source(polyrl_file: str) -> dict[str, Any]:
+    """The git commit of the polyrl being run and whether its ``polyrl/`` sources differ from it (None outside git)."""
+    import subprocess
+
+    root = Path(polyrl_file).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=30).stdout.strip() or None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "polyrl"], capture_output=True,
+                               text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(dirty) if commit else None}
+
+
 def main() -> None:
     if len(sys.argv) != 2:
         raise SystemExit("usage: _o2o_runner.py '<json spec>' (runs are started by benchmarks/offline_to_online.py)")
@@ -56,7 +71,7 @@ def main() -> None:
     shutil.rmtree(run_dir, ignore_errors=True)  # a crashed earlier attempt: start this run over
     out: dict[str, Any] = {"spec": spec, "polyrl_version": polyrl.__version__, "polyrl_path": polyrl.__file__,
                            "torch": torch.__version__, "threads": torch.get_num_threads(), "pid": os.getpid(),
-                           "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                           "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "polyrl_source": polyrl_source(polyrl.__file__)}
     settings = dict(eval_episodes=spec["eval_episodes"], progress=False, tensorboard=False)
     t0 = time.perf_counter()
     if spec["dataset"] is None:

@@ -127,7 +127,7 @@ class PPO(Algorithm):
             dist, value = s.model(o)
             return dist.log_prob(a), dist.entropy(), value
 
-        stats, n = ppo_epochs(evaluate, s.optimizer, list(s.model.parameters()), obs, action, old_log_prob, old_value,
+        stats, n = ppo_epochs(evaluate, s.optimizer, [list(s.model.parameters())], obs, action, old_log_prob, old_value,
                               advantage, returns, n_epochs=c.n_epochs, batch_size=c.batch_size, clip=clip,
                               clip_vf=c.clip_range_vf, vf_coef=c.vf_coef, ent_coef=c.ent_coef,
                               max_grad_norm=c.max_grad_norm, normalize_advantage=c.normalize_advantage, target_kl=c.target_kl)
@@ -150,7 +150,7 @@ def flat_rollout(batch: Rollout, *, gamma: float, lam: float, reward_scale: floa
 
 
 def ppo_epochs(evaluate: Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor]], optimizer: torch.optim.Optimizer,
-               params: list[Tensor], obs: Tensor, action: Tensor, old_log_prob: Tensor, old_value: Tensor,
+               params: list[list[Tensor]], obs: Tensor, action: Tensor, old_log_prob: Tensor, old_value: Tensor,
                advantage: Tensor, returns: Tensor, *, n_epochs: int, batch_size: int, clip: float, clip_vf: float | None,
                vf_coef: float, ent_coef: float, max_grad_norm: float, normalize_advantage: bool,
                target_kl: float | None) -> tuple[Tensor, int]:
@@ -160,7 +160,8 @@ def ppo_epochs(evaluate: Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor
     current parameters. Each minibatch minimises ``L_clip + vf_coef L_V - ent_coef H``,
     then clips the global gradient norm. Returns the mean of ``(policy loss,
     value loss, entropy, clip fraction, approx KL)`` over minibatches and the
-    number of optimiser steps taken.
+    number of optimiser steps taken. ``params`` holds the groups whose gradient
+    norms are clipped separately (one group: a global clip).
     """
     n = obs.shape[0]
     stats = torch.zeros(5, device=obs.device)
@@ -180,7 +181,8 @@ def ppo_epochs(evaluate: Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor
 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
+            for group in params:
+                nn.utils.clip_grad_norm_(group, max_grad_norm, foreach=True)
             optimizer.step()
 
             with torch.no_grad():

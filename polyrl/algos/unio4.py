@@ -32,7 +32,7 @@ Offline (``update`` on dataset batches), the budget of ``T`` updates splits in t
 
 Online (``Agent.start_online``; on-policy rollouts), the same clipped objective continues
 as PPO from ``actor`` and the offline ``V`` (or, with ``online_critic="mc"``, ``V`` re-fit on
-the dataset's Monte-Carlo returns), with rewards scaled like offline, GAE, value
+the dataset's Monte-Carlo returns), with rewards scaled like offline, GAE, optional value
 clipping, an entropy bonus, linear learning-rate decay and the observation normaliser
 frozen to the dataset's statistics.
 
@@ -54,7 +54,13 @@ Choices where the paper, its code and a CPU budget differ (each a config field):
   last iterate, so what is deployed is what OPE validated;
 * the log-std map is one smooth map into [-5, 0] offline and online (the authors' code
   applies an extra tanh when reloading the actor online, a known quirk);
-* per-member gradient-norm clipping, so members train independently as separate networks would.
+* per-member gradient-norm clipping, so members train independently as separate networks would;
+* online, the actor's and the critic's gradient norms are clipped separately and the value
+  update is not clipped by default (``online_clip_vf``): with rewards scaled by
+  1000 / (return spread), values run to the thousands, so the authors' 0.05 value clip froze V
+  and one shared norm clip shrank the actor's gradient ~1e5-fold (measured on hopper-medium:
+  actor norm ~10 vs V norm ~2e4), and the policy did not move online; the learning rate decays
+  from the step at which each rollout began, so the last rollout still trains.
 """
 
 from __future__ import annotations
@@ -155,7 +161,9 @@ class UniO4Config(OfflineConfig):
     online_epochs: int = 10
     """Online: passes over each rollout."""
     online_clip: float = 0.05
-    """Online: clip range of the policy ratio and of the value update."""
+    """Online: clip range of the policy ratio."""
+    online_clip_vf: float | None = None
+    """Online: clip of the value update around the old value, in scaled-reward units (None: no clipping)."""
     online_actor_lr: float = 3e-5
     """Online: actor learning rate (decayed linearly to 0 over the online budget)."""
     online_critic_lr: float = 2e-4
@@ -448,9 +456,8 @@ class UniO4(Algorithm):
     def end_offline(self, evaluate: Any) -> dict[str, Any]:
         """Select the member to deploy (``selection``) and copy its reference into ``actor``."""
         c, s = self.cfg, self.state
-        if not bool(s.model_ready):
-            with torch.no_grad():
-                self._start_behaviour_ppo()
+        if not bool(s.model_ready):  # the budget ended before behaviour PPO began
+            self._start_behaviour_ppo()
         order = torch.argsort(s.best_score, descending=True).tolist()
         metrics: dict[str, Any] = {f"select/ope_score_{i}": float(s.best_score[i]) for i in range(c.n_policies)}
         pick = order[0]
@@ -483,7 +490,8 @@ class UniO4(Algorithm):
 
     def _online(self, batch: Rollout) -> dict[str, float | Tensor]:
         c, s = self.cfg, self.state
-        frac = 1.0 - min(self.env_steps / max(self.total_steps, 1), 1.0)
+        start = self.env_steps - batch.reward.shape[0] * batch.reward.shape[1]  # where this rollout began
+        frac = 1.0 - min(max(start, 0) / max(self.total_steps, 1), 1.0)
         for group, lr in zip(s.online_opt.param_groups, (c.online_actor_lr, c.online_critic_lr)):
             group["lr"] = frac * lr
         obs, action, old_log_prob, old_value, advantage, returns = flat_rollout(
@@ -493,10 +501,11 @@ class UniO4(Algorithm):
             dist = s.actor(o)
             return dist.log_prob(a)[0], dist.entropy()[0], s.value(o)
 
-        params = list(s.actor.parameters()) + list(s.value.parameters())
+        # actor and critic gradients are clipped separately: V's, in scaled-return units, would otherwise swamp the actor's
+        params = [list(s.actor.parameters()), list(s.value.parameters())]
         stats, n = ppo_epochs(evaluate, s.online_opt, params, obs, action, old_log_prob, old_value, advantage, returns,
                               n_epochs=c.online_epochs, batch_size=c.online_minibatch, clip=c.online_clip,
-                              clip_vf=c.online_clip, vf_coef=c.vf_coef, ent_coef=c.ent_coef,
+                              clip_vf=c.online_clip_vf, vf_coef=c.vf_coef, ent_coef=c.ent_coef,
                               max_grad_norm=c.max_grad_norm, normalize_advantage=True, target_kl=None)
         self.n_updates += n
         return {"loss/policy": stats[0], "loss/value": stats[1], "train/entropy": stats[2],

@@ -215,7 +215,8 @@ class Trainer:
             end = self.progress()
             self._log_train(end, (end - step0) / max(time.perf_counter() - t0, 1e-9))
             if not self.online:  # e.g. Uni-O4 selects the member to deploy
-                chosen = algo.end_offline(agent.evaluate_policy)
+                # selection episodes use their own seed, apart from the evaluations that report the score
+                chosen = algo.end_offline(lambda policy, n: agent.evaluate_policy(policy, n, seed=agent.seed + 30_000))
                 if chosen:
                     self.logger.log(end, chosen, self.phase)
             self._log_eval(end)
