@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _results import merged_records, write_results, write_section
+
 # Shared with the online harness: virtualenv helpers, CPU-contention measurement, machine description.
 from online import BackgroundLoad, _fmt, _round, machine_info, pip, torch_version, venv_python
 
@@ -386,16 +388,8 @@ def _order(r: dict[str, Any]) -> tuple[int, int, int, int]:
 
 
 def merge_results(path: Path, new: list[dict[str, Any]], header: dict[str, Any]) -> dict[str, Any]:
-    old = json.loads(path.read_text()) if path.exists() else {}
-
-    def key(r: dict[str, Any]) -> tuple[str, str, str]:
-        return r["task"], r["algo"], r["metric"]
-
-    records = {key(r): r for r in old.get("records", [])}
-    records.update({key(r): r for r in new})
-    data = dict(header, records=sorted(records.values(), key=_order))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    data = dict(header, records=merged_records(path, new, _order)[1])
+    write_results(path, data)
     return data
 
 
@@ -478,20 +472,9 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
 
 
 def write_markdown(path: Path, block: str) -> None:
-    if not path.exists():
-        path.write_text("# Benchmarks\n\n" + block)
-        return
-    text = path.read_text()
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + block.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
+    write_section(path, START, END, block)
 
 
-# -- main --------------------------------------------------------------------------------------
 def _split(values: list[str] | None) -> set[str] | None:
     return None if not values else {v.strip().lower() for item in values for v in item.split(",") if v.strip()}
 

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _results import merged_records, write_results, write_section
+
 # The dataset machinery (recipes, locations, reference returns) is the offline benchmark's.
 from offline import DATA_DIR, ENVS, MAKE_DATA_QUICK, QUICK_DATA_DIR, REFERENCE_SOURCE, make_data
 from online import _round, machine_info, median_or_none
@@ -373,23 +375,13 @@ def records_hash(records: list[dict[str, Any]]) -> str:
 
 
 def merge_results(path: Path, new: list[dict[str, Any]], header: dict[str, Any]) -> dict[str, Any]:
-    old = json.loads(path.read_text()) if path.exists() else {}
-
-    def key(r: dict[str, Any]) -> tuple[str, str, str]:
-        return r["task"], r["algo"], r["metric"]
-
-    records = {key(r): r for r in old.get("records", [])}
-    records.update({key(r): r for r in new})
-    merged = sorted(records.values(), key=_order)
+    old, merged = merged_records(path, new, _order)
     compare_flagship(merged)
     data = dict(header, datasets=old.get("datasets", {}) | header.get("datasets", {}), records=merged)
     for k in ("reading", "reading_for"):  # the hand-written reading is kept; render flags it when the runs changed
         if k in old:
             data[k] = old[k]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    write_results(path, data)
     return data
 
 
@@ -557,16 +549,9 @@ def _fmt_steps(x: float | None) -> str:
 
 
 def write_markdown(path: Path, block: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
+    write_section(path, START, END, block)
 
 
-# -- main ------------------------------------------------------------------------------------------
 def _split(values: list[str] | None) -> list[str] | None:
     return None if not values else [v.strip().lower() for item in values for v in item.split(",") if v.strip()]
 

@@ -36,6 +36,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from _results import merged_records, record_key, write_results, write_section
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results" / "online.json"
@@ -333,16 +335,9 @@ def machine_info(threads: int) -> dict[str, Any]:
 
 
 def merge_results(path: Path, new: list[dict[str, Any]], header: dict[str, Any]) -> dict[str, Any]:
-    old = json.loads(path.read_text()) if path.exists() else {}
-    def key(r: dict[str, Any]) -> tuple[str, str, str]:
-        return r["task"], r["algo"], r["metric"]
-
-    records = {key(r): r for r in old.get("records", [])}
-    records.update({key(r): r for r in new})
     order = {(c.task, c.algo, m.name): i for i, (c, m) in enumerate((c, m) for c in CASES for m in c.metrics)}
-    data = dict(header, records=sorted(records.values(), key=lambda r: order.get(key(r), len(order))))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    data = dict(header, records=merged_records(path, new, lambda r: order.get(record_key(r), len(order)))[1])
+    write_results(path, data)
     return data
 
 
@@ -422,17 +417,7 @@ def _eval_every() -> int:
 
 
 def write_markdown(path: Path, block: str) -> None:
-    if not path.exists():
-        path.write_text("# Benchmarks\n\n" + block)
-        return
-    text = path.read_text()
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + block.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
+    write_section(path, START, END, block)
 
 
 # -- main --------------------------------------------------------------------------------------

@@ -1,0 +1,41 @@
+"""Results-file and BENCHMARKS.md helpers shared by the benchmark harnesses (standard library only)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def record_key(r: dict[str, Any]) -> tuple[str, str, str]:
+    """What identifies a record: ``(task, algo, metric)``."""
+    return r["task"], r["algo"], r["metric"]
+
+
+def merged_records(path: Path, new: list[dict[str, Any]], sort_key: Callable[[dict[str, Any]], Any]
+                   ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``(old file content, old records replaced or extended by new ones, sorted)`` for the results JSON at ``path``."""
+    old = json.loads(path.read_text()) if path.exists() else {}
+    records = {record_key(r): r for r in old.get("records", [])}
+    records.update({record_key(r): r for r in new})
+    return old, sorted(records.values(), key=sort_key)
+
+
+def write_results(path: Path, data: dict[str, Any]) -> None:
+    """Write the results JSON through a temporary file, so an interrupted write keeps the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def write_section(path: Path, start: str, end: str, block: str) -> None:
+    """Replace the text between the ``start`` and ``end`` markers of ``path`` by ``block`` (append it if absent)."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block.rstrip("\n") + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.write_text(text)
