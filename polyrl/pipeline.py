@@ -166,7 +166,7 @@ class Pipeline:
         agent = polyrl.load(self.run_dir / "handoff", resume=False)
         data = load_any(self.dataset_path)
         model, fit = ope.fit_model(agent, data, cfg=DynamicsConfig(max_epochs=c.ope_model_epochs), seed=c.seed)
-        selected = _selected_name(agent)
+        selected = agent.algo.deployed_candidate()
         rows = []
         for name, policy in agent.algo.candidates().items():
             est = ope.model_based(agent, data, model=model, policy=policy, n_rollouts=c.ope_rollouts, seed=c.seed)
@@ -212,12 +212,6 @@ class Pipeline:
         from polyrl.report import write_report
 
         return {"path": str(write_report([self.run_dir]))}
-
-
-def _selected_name(agent: Any) -> str:
-    """The candidate the agent deploys (Uni-O4: its selected member)."""
-    selected = getattr(agent.algo.state, "selected", None)
-    return f"member {int(selected)}" if selected is not None and int(selected) >= 0 else "policy"
 
 
 def reference_returns(meta: dict[str, Any], env_id: str) -> dict[str, Any] | None:

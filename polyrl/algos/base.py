@@ -189,6 +189,10 @@ class Algorithm(abc.ABC):
         offline, e.g. by OPE. One for most algorithms; Uni-O4 has one per ensemble member."""
         return {"policy": lambda obs: self.act(obs, deterministic=True)}
 
+    def deployed_candidate(self) -> str:
+        """The name (a key of :meth:`candidates`) of the policy ``act`` uses."""
+        return "policy"
+
     def end_offline(self, evaluate: Any) -> dict[str, Any]:
         """Called when an offline training call reaches its budget; returns metrics to log.
 

@@ -301,6 +301,10 @@ class UniO4(Algorithm):
         net = self.state.references if bool(self.state.model_ready) else self.state.policies
         return {f"member {i}": (lambda obs, i=i: net(obs, members=slice(i, i + 1)).mode()[0]) for i in range(self.cfg.n_policies)}
 
+    def deployed_candidate(self) -> str:
+        selected = int(self.state.selected)
+        return f"member {selected}" if selected >= 0 else "member 0"  # before selection: the first BC member acts
+
     # -- updates -------------------------------------------------------------------------------
     def update(self, batch: TransitionBatch | Rollout) -> dict[str, float | Tensor]:
         if isinstance(batch, Rollout):

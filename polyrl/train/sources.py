@@ -12,7 +12,7 @@ steps an environment.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -173,7 +173,8 @@ class ReplaySource:
         b = self.buffer.sample(sc.batch_size - n_off, self.generator, gamma=sc.gamma, n_step=sc.n_step)
         if n_off:
             o = self.offline.sample(n_off, self.generator, gamma=sc.gamma)  # type: ignore[union-attr]
-            b = TransitionBatch(*(torch.cat([getattr(o, k), getattr(b, k)]) for k in FIELDS))
+            b = TransitionBatch(**{f.name: torch.cat([getattr(o, f.name), getattr(b, f.name)])
+                                   for f in fields(TransitionBatch) if f.name != "index"})  # two storages: no index
         return normalized(b, self.norm)
 
     def batches(self) -> Iterator[TransitionBatch]:
@@ -193,9 +194,6 @@ class ReplaySource:
         self.buffer.load_state_dict(state["buffer"])
         self.rng.bit_generator.state = state["rng"]
         self.generator.set_state(state["generator"])
-
-
-FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "discount")
 
 
 def normalized(b: TransitionBatch, norm: RunningNorm) -> TransitionBatch:
