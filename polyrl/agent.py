@@ -89,6 +89,7 @@ class Agent:
                                   + "; pass env=ID (CLI: --env ID)")
         probe = VecEnv(env, 1, env_kwargs=self.env_kwargs)  # validates the id and reads the spaces
         self.env_id, self.spec = probe.env_id, probe.spec
+        self._env_arg = env  # as given: a "module:Id" keeps its module, so loading the checkpoint imports it again
         probe.close()
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.seed)  # network init depends on the seed only, not on the caller's RNG
@@ -165,12 +166,20 @@ class Agent:
         return "online" if self.algo.online else "offline"
 
     # -- acting ------------------------------------------------------------------------------
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Actions in the env's action space for raw observations (one ``[*O]`` or a batch ``[B, *O]``)."""
+    def act(self, obs: np.ndarray, deterministic: bool = True, preference: Any = None) -> np.ndarray:
+        """Actions in the env's action space for raw observations (one ``[*O]`` or a batch ``[B, *O]``).
+
+        ``preference`` (``[K]`` weights over the objectives) selects the policy a
+        multi-objective algorithm serves; it implies deterministic actions.
+        """
         obs = np.asarray(obs, dtype=np.float32)
         single = obs.shape == self.spec.obs_shape
         x = torch.as_tensor(obs[None] if single else obs, device=self.device)
-        action = self.algo.act(self.obs_norm(x), deterministic=deterministic).cpu().numpy()
+        with torch.no_grad():
+            if preference is not None:
+                action = self.algo.preference_policy(self._preference(preference))(self.obs_norm(x)).cpu().numpy()
+            else:
+                action = self.algo.act(self.obs_norm(x), deterministic=deterministic).cpu().numpy()
         action = self._env_for_actions().to_env_action(action)
         return action[0] if single else action
 
@@ -187,28 +196,47 @@ class Agent:
             self._eval_env = VecEnv(self.env_id, n_envs, env_kwargs=self.env_kwargs)
         return self._eval_env
 
-    def evaluate(self, episodes: int = 10, seed: int | None = None) -> EvalResult:
+    def evaluate(self, episodes: int = 10, seed: int | None = None, preference: Any = None) -> EvalResult:
         """Mean/std return of ``episodes`` deterministic episodes in a separate env (seeded ``seed`` or ``seed + 10_000``).
 
         Episodes run on up to 5 env copies at once, each copy running an equal share.
+        On a multi-objective env, ``preference`` (``[K]`` weights, default equal)
+        selects the served policy and scalarises the returns (``EvalResult.returns``);
+        ``EvalResult.mean_vector`` holds the per-objective mean return.
         """
-        return self.evaluate_policy(lambda x: self.algo.act(x, deterministic=True), episodes, seed)
+        if preference is None:  # a fresh episode policy: recurrent agents keep per-copy memory, cleared at episode starts
+            env, policy = self._env_for_actions(min(max(episodes, 1), 5)), self.algo.episode_policy(deterministic=True)
+            return self.evaluate_policy(lambda x: policy(x, torch.as_tensor(env.episode_start, device=self.device)), episodes, seed)
+        w = self._preference(preference)
+        return self.evaluate_policy(self.algo.preference_policy(w), episodes, seed, weights=w)
 
-    def evaluate_policy(self, policy: Any, episodes: int = 10, seed: int | None = None) -> EvalResult:
+    def evaluate_policy(self, policy: Any, episodes: int = 10, seed: int | None = None, *, gamma: float = 1.0,
+                        weights: np.ndarray | None = None) -> EvalResult:
         """Like :meth:`evaluate`, for another deterministic ``policy`` (normalised obs tensor -> normalised action tensor),
-        e.g. one of ``agent.algo.candidates()``."""
+        e.g. one of ``agent.algo.candidates()``; returns discounted by ``gamma``, vector returns scalarised by ``weights``."""
         env = self._env_for_actions(min(max(episodes, 1), 5))
 
         def act(obs: np.ndarray) -> np.ndarray:
             with torch.no_grad():
                 return policy(self.obs_norm(torch.as_tensor(obs, device=self.device))).cpu().numpy()
 
-        return run_episodes(env, act, episodes, self.seed + 10_000 if seed is None else seed)
+        return run_episodes(env, act, episodes, self.seed + 10_000 if seed is None else seed, gamma=gamma, weights=weights)
+
+    def _preference(self, preference: Any) -> np.ndarray:
+        """Validate a preference over the env's objectives: ``K`` non-negative weights, normalised to sum to 1."""
+        k = self.spec.reward_dim
+        w = np.asarray([float(x) for x in (preference.split(",") if isinstance(preference, str) else preference)], dtype=np.float64)
+        if not k:
+            raise ConfigError(f"{self.env_id} has a scalar reward; a preference applies to multi-objective envs only")
+        if w.shape != (k,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ConfigError(f"preference {preference!r} must be {k} non-negative weights, one per objective of {self.env_id} "
+                              f"(e.g. {','.join(['0.5'] * k) if k == 2 else ','.join([f'{1 / k:.3g}'] * k)})")
+        return w / w.sum()
 
     # -- persistence -------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
         return {
-            "algo": self.algo_cls.name, "env": self.env_id, "seed": self.seed, "config": self.cfg.to_dict(),
+            "algo": self.algo_cls.name, "env": self._env_arg, "seed": self.seed, "config": self.cfg.to_dict(),
             "spec": self.spec.to_json(), "env_kwargs": self.env_kwargs, "vectorization": self.vectorization,
             "env_steps": self.algo.env_steps, "updates": self.algo.n_updates, "dataset": self.dataset_path, "phase": self.phase,
             "polyrl_version": __version__, "torch_version": torch.__version__,
@@ -303,6 +331,7 @@ class Agent:
         except (RuntimeError, KeyError) as e:
             raise CheckpointError(f"{ckpt / 'model.safetensors'} does not match the {meta['algo']} network in agent.json ({str(e).splitlines()[0]})") from None
         agent.algo.env_steps = int(meta.get("env_steps", 0))
+        agent.algo.n_updates = int(meta.get("updates", 0))
         agent.algo.online = agent.algo.online or meta.get("phase") == "online"
         if resume_state is not None:
             agent.algo.load_optimizer_state(resume_state["optimizers"])

@@ -217,11 +217,13 @@ def cmd_eval(argv: Sequence[str]) -> int:
     p.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the run's seed + 10000)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--preference", default=None, metavar="W1,W2,...",
+                   help="multi-objective runs: weights over the objectives; serves the archive policy maximising w . G")
     args = p.parse_args(argv)
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     agent = Agent.load(args.run_dir, device=args.device, resume=False)
-    res = agent.evaluate(args.episodes, seed=args.seed)
+    res = agent.evaluate(args.episodes, seed=args.seed, preference=args.preference)
     agent.close()
     from polyrl.data.scores import reference
 
@@ -236,6 +238,9 @@ def cmd_eval(argv: Sequence[str]) -> int:
         score = f" (normalised score {out['normalized_score']:.1f}, {ref.source} references)" if ref is not None else ""
         print(f"{agent.algo_cls.name} on {agent.env_id} after {agent.algo.env_steps} steps / {agent.algo.n_updates} updates: "
               f"return {res.mean_return:.2f} +- {res.std_return:.2f} over {len(res.returns)} episodes{score}")
+        if res.mean_vector is not None:
+            w = "equal weights" if args.preference is None else f"preference {args.preference}"
+            print(f"  per objective ({w}): " + ", ".join(f"{v:.2f}" for v in res.mean_vector))
     return 0
 
 
@@ -299,6 +304,12 @@ def cmd_report(argv: Sequence[str]) -> int:
     return cli_main(argv)
 
 
+def cmd_sweep(argv: Sequence[str]) -> int:
+    from polyrl.sweep import cli_main
+
+    return cli_main(argv)
+
+
 def cmd_pipeline(argv: Sequence[str]) -> int:
     from polyrl.pipeline import Pipeline, PipelineConfig, config_from_args
 
@@ -344,7 +355,7 @@ def cmd_pipeline(argv: Sequence[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "pipeline": cmd_pipeline, "eval": cmd_eval, "report": cmd_report, "ope": cmd_ope,
-            "list": cmd_list, "collect": cmd_collect, "dataset": cmd_dataset}
+            "list": cmd_list, "collect": cmd_collect, "dataset": cmd_dataset, "sweep": cmd_sweep}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -359,6 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"  dataset  export PATH --minari-id ID [--root DIR]\n"
               f"  ope      RUN_DIR --dataset PATH [--method fqe|model|both] [--json]\n"
               f"  report   RUN_DIR [RUN_DIR ...] [--out PATH]\n"
+              f"  sweep    ALGO --env ID --seeds 0-9 [--grid FIELD=V1,V2 ...] [--search optuna --trials N] [--address ray://...]\n"
               f"  dataset  make <env>-<random|medium|medium-replay|expert|medium-expert> --out PATH [--steps N]")
         return 0 if argv else 2
     if argv[0] in ("-V", "--version"):

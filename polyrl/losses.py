@@ -17,29 +17,47 @@ if TYPE_CHECKING:
     from polyrl.types import TransitionBatch
 
 
-def ppo_clip_loss(log_prob: Tensor, old_log_prob: Tensor, advantage: Tensor, *, clip: float) -> Tensor:
+def ppo_clip_loss(log_prob: Tensor, old_log_prob: Tensor, advantage: Tensor, *, clip: float,
+                  dim: int | tuple[int, ...] | None = None) -> Tensor:
     """PPO clipped surrogate (Schulman et al. 2017, eq. 7), as a loss to minimise.
 
     ``L = -E[min(rho A, clip(rho, 1 - eps, 1 + eps) A)]`` with
-    ``rho = exp(log_prob - old_log_prob)``. All inputs ``[B]``.
+    ``rho = exp(log_prob - old_log_prob)``. All inputs ``[B]`` (or with leading
+    axes, e.g. ``[E, B]`` for an ensemble); the expectation is over ``dim``
+    (default: every axis, a scalar).
     """
     ratio = torch.exp(log_prob - old_log_prob)
     unclipped = ratio * advantage
     clipped = torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * advantage
-    return -torch.minimum(unclipped, clipped).mean()
+    loss = -torch.minimum(unclipped, clipped)
+    return loss.mean() if dim is None else loss.mean(dim)
 
 
-def value_loss(value: Tensor, target: Tensor, *, old_value: Tensor | None = None, clip: float | None = None) -> Tensor:
+def value_loss(value: Tensor, target: Tensor, *, old_value: Tensor | None = None, clip: float | None = None,
+               dim: int | tuple[int, ...] | None = None) -> Tensor:
     """Squared value error, ``0.5 E[(V - target)^2]``, optionally clipped as in PPO2.
 
     With ``clip``, ``V`` is kept within ``old_value +- clip`` and the larger of
-    the clipped and unclipped errors is used (OpenAI baselines' PPO2).
+    the clipped and unclipped errors is used (OpenAI baselines' PPO2). The
+    expectation is over ``dim`` (default: every axis, a scalar).
     """
     err = (value - target) ** 2
     if clip is not None and old_value is not None:
         clipped = old_value + torch.clamp(value - old_value, -clip, clip)
         err = torch.maximum(err, (clipped - target) ** 2)
-    return 0.5 * err.mean()
+    return 0.5 * (err.mean() if dim is None else err.mean(dim))
+
+
+def log_barrier(value: Tensor, threshold: Tensor | float, *, t: float, floor: float = 1e-3) -> Tensor:
+    """Interior-point log barrier for the constraint ``value >= threshold``, as a loss to minimise.
+
+    ``B = -(1 / t) log(max(value - threshold, floor))`` elementwise (Boyd &
+    Vandenberghe 2004, sec. 11.2; C-MORL, Liu et al. 2025, eq. 6): it grows
+    without bound as ``value`` nears the threshold from above, so gradient
+    steps on ``objective + B`` keep the constraint satisfied; ``t`` sharpens it.
+    Below ``threshold + floor`` it is flat (no gradient): start feasible.
+    """
+    return -torch.log(torch.clamp(value - threshold, min=floor)) / t
 
 
 def gaussian_entropy(log_std: Tensor) -> Tensor:

@@ -1,7 +1,8 @@
 """``polyrl report``: one self-contained HTML page (PNG plots as ``data:`` URIs, inline CSS, no JavaScript) for run directories.
 
-Needs ``run.json`` and ``metrics.jsonl``; ``pipeline.json``, ``ope.json`` and
-``scores.json`` each add a section when present. The learning curve puts
+Needs ``run.json`` and ``metrics.jsonl``; ``pipeline.json``, ``ope.json``,
+``scores.json`` and ``pareto.json`` (a multi-objective run's archive) each
+add a section when present. The learning curve puts
 offline rows (gradient updates) first and online rows (env steps) after them,
 shifted to start at the hand-off; two or more runs add a comparison plot.
 
@@ -50,6 +51,8 @@ class Run:
     pipeline: dict[str, Any] | None = None
     ope: dict[str, Any] | None = None
     scores: dict[str, Any] | None = None
+    pareto: dict[str, Any] | None = None
+    """A multi-objective run's archive (``pareto.json``, written by C-MORL)."""
     notes: list[str] = field(default_factory=list)
     """Problems to show on the page (an optional file that could not be read)."""
 
@@ -116,7 +119,7 @@ def load_run(path: str | Path) -> Run:
         if isinstance(row, dict) and _finite(row.get("step")) is not None:
             rows.append(row)
     return Run(path, info, rows, _optional_json(path / "pipeline.json", notes), _optional_json(path / "ope.json", notes),
-               _optional_json(path / "scores.json", notes), notes)
+               _optional_json(path / "scores.json", notes), _optional_json(path / "pareto.json", notes), notes)
 
 
 def eval_curve(run: Run) -> Curve | None:
@@ -286,6 +289,35 @@ def _scores_html(scores: dict[str, Any]) -> str:
     return f"<h3>Scores</h3><p>{escape(text)}</p>" + _table(["phase", "return", "normalised score"], rows, numeric=[1, 2])
 
 
+def plot_pareto(pareto: dict[str, Any], title: str) -> str:
+    """The archive's return vectors (2-D front with its step line, or pairwise projections), stage-1 snapshots marked."""
+    import tempfile
+
+    from polyrl.morl.plots import plot_front
+
+    values = np.asarray(pareto["values"], dtype=np.float64)
+    stages = np.asarray(pareto.get("stages") or [0] * len(values))
+    overlays = {"found in stage 1": values[stages == 1]} if (stages == 1).any() and (stages != 1).any() else None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = plot_front(values, Path(tmp) / "front.png", ref_point=pareto.get("ref_point"), title=title,
+                          label="archive", overlays=overlays)
+        data = path.read_bytes()
+    src = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    t = escape(title)
+    return f'<figure><img src="{src}" alt="{t}" title="{t}"><figcaption>{t}</figcaption></figure>'
+
+
+def _pareto_html(run: Run, pareto: dict[str, Any]) -> str:
+    values = pareto.get("values") or []
+    rows = [("policies in the archive", len(values)), ("hypervolume", _num(pareto.get("hypervolume"))),
+            ("expected utility", _num(pareto.get("expected_utility"))), ("sparsity", _num(pareto.get("sparsity"))),
+            ("reference point", escape(str(pareto.get("ref_point"))))]
+    gamma = pareto.get("eval_gamma")
+    note = f"<p>Return vectors are discounted by {escape(str(gamma))}.</p>" if gamma is not None else ""
+    plot = plot_pareto(pareto, f"Pareto front: {run.title}") if len(values) and len(values[0]) >= 2 else ""
+    return "<h3>Pareto front</h3>" + plot + note + _table(["", "value"], rows, numeric=[1])
+
+
 def _run_section(run: Run, curve: Curve | None) -> str:
     parts = [f"<section><h2>{escape(run.title)}</h2><p><code>{escape(str(run.path))}</code></p>"]
     parts += [f'<p class="note">{escape(n)}</p>' for n in run.notes]
@@ -299,6 +331,8 @@ def _run_section(run: Run, curve: Curve | None) -> str:
         parts.append(_ope_html(candidates))
     if run.scores is not None:
         parts.append(_scores_html(run.scores))
+    if run.pareto is not None and isinstance(run.pareto.get("values"), list):
+        parts.append(_pareto_html(run, run.pareto))
     return "\n".join(parts) + "</section>"
 
 

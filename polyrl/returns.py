@@ -137,3 +137,62 @@ def nstep_returns(
     last = k - 1
     rows = torch.arange(b, device=reward.device)
     return g, gamma ** k.to(reward.dtype), last, terminated[rows, last]
+
+
+def symlog(x: Tensor) -> Tensor:
+    """``sign(x) log(1 + |x|)`` (DreamerV3, Hafner et al. 2023, eq. 9): compresses large magnitudes, identity near 0."""
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def symexp(x: Tensor) -> Tensor:
+    """Inverse of :func:`symlog`: ``sign(x) (exp(|x|) - 1)``."""
+    return torch.sign(x) * torch.expm1(x.abs())
+
+
+def twohot(x: Tensor, bins: Tensor) -> Tensor:
+    """Two-hot encoding of scalars on sorted ``bins`` (DreamerV3, eq. 10).
+
+    ``x`` puts weight on its two neighbouring bins in proportion to closeness,
+    so ``(twohot(x) * bins).sum(-1) == x`` inside the bin range; values
+    outside are clipped to the end bins.
+
+    Args:
+        x: ``[...]`` values (already symlog-transformed when used with symlog bins).
+        bins: ``[K]`` increasing bin centres.
+
+    Returns:
+        ``[..., K]`` weights summing to 1.
+    """
+    x = x.clamp(bins[0], bins[-1])
+    hi = torch.searchsorted(bins, x.detach().contiguous(), right=True).clamp(1, len(bins) - 1)
+    lo = hi - 1
+    w_hi = ((x - bins[lo]) / (bins[hi] - bins[lo])).clamp(0.0, 1.0)
+    out = torch.zeros(*x.shape, len(bins), dtype=x.dtype, device=x.device)
+    out.scatter_(-1, lo.unsqueeze(-1), (1.0 - w_hi).unsqueeze(-1))
+    out.scatter_add_(-1, hi.unsqueeze(-1), w_hi.unsqueeze(-1))
+    return out
+
+
+def twohot_mean(logits: Tensor, bins: Tensor) -> Tensor:
+    """The scalar a two-hot distribution predicts: ``symexp(sum_k softmax(logits)_k bins_k)``; ``[..., K] -> [...]``."""
+    return symexp((torch.softmax(logits, -1) * bins).sum(-1))
+
+
+def percentile_scale(returns: Tensor, scale: Tensor, *, decay: float, low: float = 0.05, high: float = 0.95) -> Tensor:
+    """One EMA step of the return scale ``S = Per(R, 95) - Per(R, 5)`` (DreamerV3, eq. 7).
+
+    ``S <- decay S + (1 - decay) (Per(R, high) - Per(R, low))``. Advantages are
+    then divided by ``max(1, S)``, which shrinks large returns without
+    amplifying small ones (sparse rewards).
+
+    Args:
+        returns: ``[...]`` a batch of lambda-returns (flattened).
+        scale: ``[]`` the running scale.
+        decay: EMA decay (0.99 in DreamerV3).
+
+    Returns:
+        ``[]`` the updated scale.
+    """
+    r = returns.detach().flatten().float()
+    q = torch.quantile(r, torch.tensor([low, high], device=r.device))
+    return decay * scale + (1.0 - decay) * (q[1] - q[0]).to(scale.dtype)

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 TINY = {
+    "cmorl": {"n_steps": 16, "n_minibatches": 2, "n_epochs": 2, "population": 2, "n_envs": 2, "hidden": (16, 16),
+              "archive_every": 1, "archive_episodes": 1, "archive_size": 8},
     "ppo": {"n_steps": 32, "batch_size": 16, "n_epochs": 2, "hidden": (16, 16)},
     "sac": {"learning_starts": 50, "batch_size": 16, "buffer_size": 1000, "hidden": (16, 16)},
     "td3": {"learning_starts": 50, "batch_size": 16, "buffer_size": 1000, "hidden": (16, 16)},
@@ -20,6 +22,13 @@ TINY = {
     "unio4": {"batch_size": 16, "q_hidden": (16, 16), "v_hidden": (16, 16), "actor_hidden": (16, 16), "n_policies": 2,
               "gate_every": 5, "gate_states": 16, "gate_horizon": 3, "model_hidden": (16, 16), "model_epochs": 2,
               "selection_episodes": 1, "selection_top_k": 2, "n_steps": 32, "online_minibatch": 16, "online_epochs": 2},
+    "mbpo": {"learning_starts": 50, "batch_size": 16, "buffer_size": 1000, "hidden": (16, 16), "gradient_steps": 1,
+             "model_hidden": (16, 16), "model_max_epochs": 2, "model_train_freq": 100, "rollout_freq": 50,
+             "rollout_batch_size": 32, "epoch_length": 50, "rollout_max_length": 3, "rollout_min_epoch": 1, "rollout_max_epoch": 4},
+    "mopo": {"batch_size": 16, "hidden": (16, 16), "model_hidden": (16, 16), "model_max_epochs": 2, "rollout_freq": 50,
+             "rollout_batch_size": 32, "rollout_length": 2},
+    "dreamer": {"learning_starts": 50, "buffer_size": 1000, "batch_size": 4, "seq_len": 8, "train_freq": 5, "d_model": 16,
+                "latent_groups": 4, "latent_classes": 4, "hidden": (16,), "imag_batch": 8, "imag_context": 3, "imag_horizon": 4},
 }
 
 
@@ -27,7 +36,10 @@ def env_for(algo: str) -> str:
     """A fast env whose action space the algorithm handles."""
     from polyrl import algos
 
-    return "Pendulum-v1" if "box" in algos.get(algo).action_kinds else "CartPole-v1"
+    cls = algos.get(algo)
+    if cls.vector_reward:
+        return "deep-sea-treasure-concave-v0"
+    return "Pendulum-v1" if "box" in cls.action_kinds else "CartPole-v1"
 
 
 @pytest.fixture(scope="session")

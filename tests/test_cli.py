@@ -102,3 +102,12 @@ def test_offline_to_online_from_the_cli(tiny_datasets, tmp_path, capsys):
     assert "(done, skipped)" in capsys.readouterr().err
     assert main(["report", str(pipe), str(run), "--out", str(tmp_path / "both.html")]) == 0
     assert "Comparison of runs" in (tmp_path / "both.html").read_text()
+
+
+@pytest.mark.parametrize("name", __import__("polyrl").algos.names())
+def test_every_algorithm_gets_a_train_parser_without_option_clashes(name):
+    """Config fields become options next to the run settings (--steps, --eval-every, ...): no name may collide."""
+    from polyrl.cli import _train_parser
+
+    parser = _train_parser(name)
+    assert parser.format_help()

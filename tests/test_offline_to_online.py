@@ -19,7 +19,7 @@ OBS = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
 
 
 def test_online_able_algorithms():
-    assert ONLINE_ABLE == ["iql", "prdc", "td3bc", "unio4"]
+    assert ONLINE_ABLE == ["iql", "mopo", "prdc", "td3bc", "unio4"]
 
 
 @pytest.mark.parametrize("algo", ONLINE_ABLE)

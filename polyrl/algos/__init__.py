@@ -6,9 +6,13 @@ import difflib
 
 from polyrl.algos.base import AlgoConfig, Algorithm
 from polyrl.algos.bc import BC, BCConfig
+from polyrl.algos.cmorl import CMORL, CMORLConfig
 from polyrl.algos.cql import CQL, CQLConfig
 from polyrl.algos.dqn import DQN, DQNConfig
+from polyrl.algos.dreamer import Dreamer, DreamerConfig
 from polyrl.algos.iql import IQL, IQLConfig
+from polyrl.algos.mbpo import MBPO, MBPOConfig
+from polyrl.algos.mopo import MOPO, MOPOConfig
 from polyrl.algos.ppo import PPO, PPOConfig
 from polyrl.algos.prdc import PRDC, PRDCConfig
 from polyrl.algos.sac import SAC, SACConfig
@@ -17,7 +21,7 @@ from polyrl.algos.td3bc import TD3BC, TD3BCConfig
 from polyrl.algos.unio4 import UniO4, UniO4Config
 from polyrl.errors import UnknownAlgorithmError
 
-REGISTRY: dict[str, type[Algorithm]] = {cls.name: cls for cls in (PPO, SAC, TD3, DQN, BC, TD3BC, IQL, CQL, PRDC, UniO4)}
+REGISTRY: dict[str, type[Algorithm]] = {cls.name: cls for cls in (PPO, SAC, TD3, DQN, BC, TD3BC, IQL, CQL, PRDC, UniO4, MBPO, MOPO, CMORL, Dreamer)}
 
 
 def get(name: str) -> type[Algorithm]:
@@ -36,4 +40,5 @@ def names() -> list[str]:
 
 __all__ = ["BC", "CQL", "DQN", "IQL", "PPO", "PRDC", "SAC", "TD3", "TD3BC", "AlgoConfig", "Algorithm", "BCConfig",
            "CQLConfig", "DQNConfig", "IQLConfig", "PPOConfig", "PRDCConfig", "SACConfig", "TD3BCConfig", "TD3Config", "UniO4", "UniO4Config",
+           "MBPO", "MBPOConfig", "MOPO", "MOPOConfig", "CMORL", "CMORLConfig", "Dreamer", "DreamerConfig",
            "REGISTRY", "get", "names"]

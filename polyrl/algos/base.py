@@ -126,6 +126,8 @@ class Algorithm(abc.ABC):
     regime: ClassVar[str]
     """``"on_policy"`` (fed rollouts), ``"off_policy"`` (transitions from a replay buffer the env fills)
     or ``"offline"`` (transitions from a fixed dataset)."""
+    vector_reward: ClassVar[bool] = False
+    """True for multi-objective algorithms, which learn from vector rewards (and only from them)."""
     online_regime: ClassVar[str | None] = None
     """For offline algorithms that can continue in the environment after offline training
     (``Agent.start_online``): the regime of that online phase; ``None`` if they cannot."""
@@ -135,6 +137,11 @@ class Algorithm(abc.ABC):
             raise UnsupportedSpaceError(
                 f"{self.name} cannot handle {spec.action_kind} actions of {spec.env_id}; "
                 f"it supports {'/'.join(self.action_kinds)} (see `polyrl list`)"
+            )
+        if spec.reward_dim and not self.vector_reward:
+            raise UnsupportedSpaceError(
+                f"{self.name} learns from a scalar reward, but {spec.env_id} has {spec.reward_dim} objectives; use a "
+                "multi-objective algorithm (cmorl), or scalarise the env (mo_gymnasium.wrappers.LinearReward)"
             )
         self.cfg = cfg
         self.spec = spec
@@ -183,6 +190,36 @@ class Algorithm(abc.ABC):
         if self.online_regime is None:
             raise ConfigError(f"{self.name} has no online phase; algorithms that continue online: see `polyrl list`")
         self.online = True
+
+    def episode_policy(self, deterministic: bool = True) -> Any:
+        """A policy for whole episodes, ``(obs [B, *O], is_first [B] bool) -> actions``, that keeps any per-copy
+        memory (recurrent agents such as Dreamer) and clears it where ``is_first``. Memoryless by default:
+        :meth:`act`, ignoring ``is_first``."""
+        return lambda obs, is_first: self.act(obs, deterministic=deterministic)
+
+    def env_copies(self) -> int:
+        """Training environment copies the trainer steps (``n_envs``; a population multiplies it)."""
+        return int(getattr(self.cfg, "n_envs", 1))
+
+    def end_round(self, evaluate: Any) -> dict[str, Any]:
+        """Called online after every round of updates; returns metrics to log.
+
+        ``evaluate(policy, episodes, gamma=1.0) -> EvalResult`` runs a
+        deterministic policy (as in :meth:`candidates`) in the evaluation env,
+        for algorithms whose learning uses real evaluations (C-MORL's Pareto
+        archive). Nothing to do by default.
+        """
+        return {}
+
+    def preference_policy(self, preference: Any) -> Any:
+        """The deterministic policy (normalised obs -> normalised action) to serve for ``preference``, a ``[K]``
+        weighting of the objectives. Only multi-objective algorithms serve preferences."""
+        raise ConfigError(f"{self.name} learns one policy for a scalar reward; a preference needs a multi-objective "
+                          "algorithm (cmorl) on a multi-objective env")
+
+    def write_run_files(self, run_dir: Any) -> None:
+        """Write the algorithm's own outputs into the run directory after each checkpoint (C-MORL: its Pareto front)."""
+        return None
 
     def candidates(self) -> dict[str, Any]:
         """Named deterministic policies (normalised obs ``[B, *O]`` -> normalised actions) worth comparing

@@ -97,10 +97,12 @@ class EnsembleLinear(nn.Module):
 class EnsembleMLP(nn.Module):
     """An ensemble of ``E`` MLPs of identical shape as one module (stacked weights).
 
-    ``forward([B, in] or [E, B, in]) -> [E, B, out]``.
+    ``forward([B, in] or [E, B, in]) -> [E, B, out]``. ``orthogonal`` and
+    ``out_gain`` initialise every member as :func:`mlp` does.
     """
 
-    def __init__(self, n_members: int, in_dim: int, out_dim: int, hidden: Sequence[int] = (256, 256), act: str = "relu") -> None:
+    def __init__(self, n_members: int, in_dim: int, out_dim: int, hidden: Sequence[int] = (256, 256), act: str = "relu",
+                 *, out_gain: float | None = None, orthogonal: bool = False) -> None:
         super().__init__()
         dims = [in_dim, *hidden]
         layers: list[nn.Module] = []
@@ -109,6 +111,14 @@ class EnsembleMLP(nn.Module):
         layers.append(EnsembleLinear(n_members, dims[-1], out_dim))
         self.net = nn.Sequential(*layers)
         self.n_members = n_members
+        if orthogonal:
+            linears = [m for m in self.net if isinstance(m, EnsembleLinear)]
+            with torch.no_grad():
+                for i, m in enumerate(linears):
+                    gain = math.sqrt(2.0) if i < len(linears) - 1 else (1.0 if out_gain is None else out_gain)
+                    for w in m.weight:  # [in, out] per member; nn.Linear's weight is its transpose
+                        nn.init.orthogonal_(w.T, gain)
+                    nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor, members: slice | None = None) -> Tensor:
         """``[E', B, out]`` for the selected ``members`` (default: all ``E``)."""

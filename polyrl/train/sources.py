@@ -49,7 +49,7 @@ class RolloutSource:
         spec = algo.spec
         discrete = spec.action_kind == "discrete"
         self.buffer = RolloutBuffer(cfg.n_steps, env.num_envs, spec.obs_shape, () if discrete else (spec.action_dim,),
-                                    discrete=discrete, device=algo.device)
+                                    discrete=discrete, value_shape=spec.reward_shape, device=algo.device)
         self._rollout: Rollout | None = None
 
     def _tensor(self, obs: np.ndarray) -> torch.Tensor:
@@ -64,9 +64,9 @@ class RolloutSource:
             res = env.step(_check_action(action.cpu().numpy(), algo.env_steps))
             _check_finite(res, env)
             final_value = torch.zeros_like(value)
-            if res.truncated.any():
-                idx = np.flatnonzero(res.truncated)
-                final_value[torch.as_tensor(idx, device=dev)] = algo.value(self._tensor(res.next_obs[idx]))  # type: ignore[attr-defined]
+            if res.truncated.any():  # V(final obs) of every copy (a member of a population values its own copies)
+                idx = torch.as_tensor(np.flatnonzero(res.truncated), device=dev)
+                final_value[idx] = algo.value(self._tensor(res.next_obs))[idx]  # type: ignore[attr-defined]
             self.buffer.add(x, action, log_prob, value, torch.as_tensor(res.reward, device=dev),
                             torch.as_tensor(res.terminated, dtype=torch.float32, device=dev),
                             torch.as_tensor(res.terminated | res.truncated, dtype=torch.float32, device=dev), final_value)
@@ -233,6 +233,9 @@ def make_source(algo: Algorithm, norm: RunningNorm, env: VecEnv | None, seed: in
                 dataset: Dataset | None = None) -> RolloutSource | ReplaySource | DatasetSource:
     """The data source for the algorithm's current regime (an offline algorithm's online phase included)."""
     regime = algo.online_regime if algo.online and algo.regime == "offline" else algo.regime
+    from polyrl.train.model_source import ModelRolloutConfig, ModelSource  # imports this module
+    if regime in ("model_based", "offline") and isinstance(algo.cfg, ModelRolloutConfig):  # MBPO, MOPO
+        return ModelSource(algo, norm, env, seed, dataset)
     if regime == "offline":
         if dataset is None:
             raise ConfigError(f"{algo.name} learns from a dataset: pass dataset=PATH (CLI: --dataset PATH)")
@@ -242,4 +245,8 @@ def make_source(algo: Algorithm, norm: RunningNorm, env: VecEnv | None, seed: in
         return RolloutSource(algo, norm, env)
     if regime == "off_policy":
         return ReplaySource(algo, norm, env, seed, dataset)
+    if regime == "world_model":  # Dreamer: windows of sequences from a replay buffer
+        from polyrl.train.sequence_source import SequenceReplaySource  # imports this module
+
+        return SequenceReplaySource(algo, norm, env, seed)
     raise ValueError(f"no data source for regime {regime!r}")

@@ -113,13 +113,12 @@ class Trainer:
 
     def __init__(self, agent: Agent, settings: TrainSettings) -> None:
         self.agent, self.settings = agent, settings
-        cfg: Any = agent.cfg
         self.online = agent.algo.online
         self.phase = "online" if self.online else "offline"
         self.env: VecEnv | None = None
         self.obs: np.ndarray | None = None
         if self.online:
-            self.env = VecEnv(agent.env_id, cfg.n_envs, vectorization=agent.vectorization, env_kwargs=agent.env_kwargs)
+            self.env = VecEnv(agent.env_id, agent.algo.env_copies(), vectorization=agent.vectorization, env_kwargs=agent.env_kwargs)
             self.obs = self.env.reset(agent.seed)
         self.source = make_source(agent.algo, agent.obs_norm, self.env, agent.seed, agent.dataset)
         self.rng = seeded_rng_state(agent.seed + 1)
@@ -199,8 +198,9 @@ class Trainer:
                 for batch in self.source.batches():
                     self.last_metrics = algo.update(batch)
                 if self.env is not None:
+                    self.last_metrics.update(algo.end_round(self._evaluate_for_algo))
                     for ret, length in self.env.drain_episodes():
-                        self.recent.append(ret)
+                        self.recent.append(float(np.mean(ret)))  # a vector return counts with equal weights
                         self.recent_length.append(length)
                 step = self.progress()
                 sps = (step - step0) / max(time.perf_counter() - t0, 1e-9)
@@ -222,6 +222,11 @@ class Trainer:
             self._log_eval(end)
             self.checkpoint()
         self.logger.flush()
+
+    def _evaluate_for_algo(self, policy: Any, episodes: int, gamma: float = 1.0) -> Any:
+        """Evaluations an algorithm asks for while it learns, on their own seed (not the reported evaluations')."""
+        agent = self.agent
+        return agent.evaluate_policy(policy, episodes, seed=agent.seed + 30_000, gamma=gamma)
 
     def _log_train(self, step: int, sps: float) -> None:
         assert self.logger is not None
@@ -246,6 +251,8 @@ class Trainer:
         self.last_eval = res.mean_return
         row = {"time/elapsed_s": self.elapsed + self._since(), "eval/return": res.mean_return,
                "eval/return_std": res.std_return, "eval/length": float(np.mean(res.lengths))}
+        if res.mean_vector is not None:  # per objective, for the policy served with equal weights
+            row.update({f"eval/return_{j}": float(v) for j, v in enumerate(res.mean_vector)})
         ref = reference(self.agent.env_id)
         if ref is not None:  # D4RL-normalised score for the tasks that have published references
             row["eval/normalized_score"] = ref.score(res.mean_return)
@@ -263,6 +270,7 @@ class Trainer:
             self.obs = self.env.reset(derived_seed(agent.seed, step))
             self.env.drain_episodes()
         agent.write_run_checkpoint(step, keep=self.settings.keep_checkpoints)
+        agent.algo.write_run_files(agent.ensure_run_dir())
 
     def close(self) -> None:
         if self.env is not None:
