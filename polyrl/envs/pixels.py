@@ -13,6 +13,7 @@ task; only the observation changes. ``size`` (default 32) is a keyword of
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import gymnasium as gym
@@ -26,7 +27,7 @@ def _segment(grid_x: np.ndarray, grid_y: np.ndarray, x0: float, y0: float, x1: f
     return (grid_x - x0 - t * dx) ** 2 + (grid_y - y0 - t * dy) ** 2 <= width * width
 
 
-class PixelObservation(gym.ObservationWrapper):
+class PixelObservation(gym.ObservationWrapper, abc.ABC):
     """Replace a classic-control task's state vector by a uint8 image drawn from it."""
 
     def __init__(self, env: gym.Env, size: int = 32) -> None:
@@ -38,8 +39,9 @@ class PixelObservation(gym.ObservationWrapper):
         coords = (np.arange(size) + 0.5) / size * 2.0 - 1.0  # pixel centres in [-1, 1]
         self.gx, self.gy = np.meshgrid(coords, -coords)  # y points up
 
-    def draw(self, state: np.ndarray) -> np.ndarray:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abc.abstractmethod
+    def draw(self, state: np.ndarray) -> np.ndarray:
+        """The task's state drawn as a ``[size, size]`` float image in ``[0, 1]`` (each task draws its own)."""
 
     def observation(self, observation: Any) -> np.ndarray:
         return (self.draw(np.asarray(self.env.unwrapped.state, dtype=np.float64)) * 255).astype(np.uint8)[..., None]
