@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,3 +40,24 @@ def write_section(path: Path, start: str, end: str, block: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block
     path.write_text(text)
+
+
+def cached(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's result (``spec["result_path"]``) if it finished before with exactly this spec."""
+    path = Path(spec["result_path"])
+    if not path.exists():
+        return None
+    try:
+        res = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return res if res.get("spec") == spec else None
+
+
+_print_lock = threading.Lock()
+
+
+def say(msg: str) -> None:
+    """Print one line whole, even from several harness threads."""
+    with _print_lock:
+        print(msg, flush=True)

@@ -44,15 +44,14 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _results import merged_records, write_results, write_section
-from online import _round, machine_info, median_or_none, pip, torch_version, venv_python
+from _results import cached, merged_records, say, write_results, write_section
+from online import _round, ensure_venv, machine_info, median_or_none, probe_venv, venv_python
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -156,45 +155,14 @@ def pgmorl_config(steps: int) -> dict[str, Any]:
 
 
 # -- the morl-baselines virtualenv ---------------------------------------------------------------------
-def probe_morl(venv: Path) -> dict[str, str] | None:
+def probe_morl(venv: Path) -> dict[str, Any] | None:
     """Versions inside the morl-baselines venv, or None if it is missing or broken."""
-    py = venv_python(venv)
-    if not py.exists():
-        return None
-    code = ("import os; os.environ['WANDB_MODE'] = 'disabled'\n"
-            "import json, importlib.metadata as md, mo_gymnasium, torch, morl_baselines.multi_policy.pgmorl.pgmorl, "
-            "morl_baselines.multi_policy.gpi_pd.gpi_pd_continuous_action\n"
-            "mo_gymnasium.make('mo-hopper-2obj-v5').close()\n"
-            "print(json.dumps({'morl_baselines': md.version('morl-baselines'), 'mo_gymnasium': md.version('mo-gymnasium'), "
-            "'torch': torch.__version__, 'gymnasium': md.version('gymnasium'), 'mujoco': md.version('mujoco')}))")
-    proc = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def ensure_morl_venv(venv: Path) -> dict[str, str]:
-    """Create (or repair) the morl-baselines virtualenv and return its package versions.
-
-    torch is installed first, pinned to polyrl's release: that takes the local
-    CPU wheel, and morl-baselines' ``torch>=1.12`` is then already met (an
-    unpinned torch would pull a multi-GB CUDA build).
-    """
-    want = torch_version()
-    versions = probe_morl(venv)
-    if versions is not None and versions["torch"].split("+")[0] == want:
-        return versions
-    if not venv_python(venv).exists():
-        shutil.rmtree(venv, ignore_errors=True)
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        print(f"creating the morl-baselines virtualenv at {venv}", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip(venv, f"torch=={want}")
-    pip(venv, *MORL_PACKAGES)
-    versions = probe_morl(venv)
-    if versions is None:
-        raise SystemExit(f"the morl-baselines virtualenv at {venv} still fails to import; delete it and run again")
-    return versions
+    return probe_venv(venv, "import os; os.environ['WANDB_MODE'] = 'disabled'\n"
+                            "import json, importlib.metadata as md, mo_gymnasium, torch, morl_baselines.multi_policy.pgmorl.pgmorl, "
+                            "morl_baselines.multi_policy.gpi_pd.gpi_pd_continuous_action\n"
+                            "mo_gymnasium.make('mo-hopper-2obj-v5').close()\n"
+                            "print(json.dumps({'morl_baselines': md.version('morl-baselines'), 'mo_gymnasium': md.version('mo-gymnasium'), "
+                            "'torch': torch.__version__, 'gymnasium': md.version('gymnasium'), 'mujoco': md.version('mujoco')}))")
 
 
 # -- runs --------------------------------------------------------------------------------------------
@@ -243,26 +211,6 @@ def run_spec(run: Run, steps: int, work: Path, threads: int, quick: bool) -> dic
         spec.update(algo="pgmorl", hp=pgmorl_config(steps), eval_seed_offset=EVAL_SEED_OFFSET)
     spec["out"] = spec["result_path"]
     return spec
-
-
-def cached(spec: dict[str, Any]) -> dict[str, Any] | None:
-    """The run's result if it finished before with exactly this spec."""
-    path = Path(spec["result_path"])
-    if not path.exists():
-        return None
-    try:
-        res = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-    return res if res.get("spec") == spec else None
-
-
-_print_lock = threading.Lock()
-
-
-def say(msg: str) -> None:
-    with _print_lock:
-        print(msg, flush=True)
 
 
 def execute(spec: dict[str, Any], morl_python: Path) -> dict[str, Any]:
@@ -679,7 +627,7 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         raise SystemExit("polyrl is not importable here: run this with the interpreter polyrl is installed in") from None
 
-    versions = ensure_morl_venv(args.morl_venv)
+    versions = ensure_venv(args.morl_venv, "morl-baselines", MORL_PACKAGES, probe_morl)
     print(f"morl-baselines venv: {args.morl_venv} ({json.dumps(versions)})", flush=True)
     if args.setup:
         return

@@ -40,7 +40,7 @@ from typing import Any
 from _results import merged_records, write_results, write_section
 
 # Shared with the online harness: virtualenv helpers, CPU-contention measurement, machine description.
-from online import BackgroundLoad, _fmt, _round, machine_info, pip, torch_version, venv_python
+from online import BackgroundLoad, _fmt, _round, ensure_venv, machine_info, probe_venv, venv_python
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -136,49 +136,12 @@ NOTES = {
 # -- the d3rlpy virtualenv ---------------------------------------------------------------------
 def probe_d3rlpy(venv: Path) -> dict[str, Any] | None:
     """Versions inside the d3rlpy venv, or None if it is missing or broken."""
-    py = venv_python(venv)
-    if not py.exists():
-        return None
     # PRDC arrived in d3rlpy 2.x (PRDCConfig); an older d3rlpy still runs the other three comparisons.
-    code = ("import json, gymnasium, mujoco, d3rlpy, d3rlpy.algos, torch, sklearn; "
-            "gymnasium.make('Hopper-v5').close(); "
-            "print(json.dumps({'d3rlpy': d3rlpy.__version__, 'torch': torch.__version__, "
-            "'gymnasium': gymnasium.__version__, 'mujoco': mujoco.__version__, 'sklearn': sklearn.__version__, "
-            "'prdc': hasattr(d3rlpy.algos, 'PRDCConfig')}))")
-    proc = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def ensure_d3rlpy_venv(venv: Path) -> dict[str, Any]:
-    """Create (or repair) the d3rlpy virtualenv and return its package versions.
-
-    torch is installed first, pinned to the release polyrl uses: that takes the
-    local CPU wheel, and d3rlpy's own torch requirement is then already met (an
-    unpinned torch would pull a multi-GB CUDA build).
-    """
-    want = torch_version()
-    versions = probe_d3rlpy(venv)
-    if versions is not None and versions["torch"].split("+")[0] == want:
-        return versions
-    if versions is None and venv.exists():
-        print(f"{venv} exists but does not import d3rlpy; repairing it", flush=True)
-    if not venv_python(venv).exists():
-        shutil.rmtree(venv, ignore_errors=True)
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        print(f"creating the d3rlpy virtualenv at {venv}", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip(venv, f"torch=={want}")
-    pip(venv, *D3RLPY_PACKAGES)
-    versions = probe_d3rlpy(venv)
-    if versions is None:
-        raise SystemExit(f"the d3rlpy virtualenv at {venv} still fails to import (d3rlpy, gymnasium's Hopper-v5); "
-                         "delete it and run again")
-    if versions["torch"].split("+")[0] != want:
-        print(f"WARNING: pip replaced torch {want} with {versions['torch']} in {venv} "
-              "(d3rlpy pins a torch range without it); the comparison is no longer same-torch", flush=True)
-    return versions
+    return probe_venv(venv, "import json, gymnasium, mujoco, d3rlpy, d3rlpy.algos, torch, sklearn; "
+                            "gymnasium.make('Hopper-v5').close(); "
+                            "print(json.dumps({'d3rlpy': d3rlpy.__version__, 'torch': torch.__version__, "
+                            "'gymnasium': gymnasium.__version__, 'mujoco': mujoco.__version__, 'sklearn': sklearn.__version__, "
+                            "'prdc': hasattr(d3rlpy.algos, 'PRDCConfig')}))")
 
 
 # -- datasets ----------------------------------------------------------------------------------
@@ -590,7 +553,7 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         raise SystemExit("polyrl is not importable here: run this with the interpreter polyrl is installed in") from None
 
-    versions = ensure_d3rlpy_venv(args.d3rlpy_venv)
+    versions = ensure_venv(args.d3rlpy_venv, "d3rlpy", D3RLPY_PACKAGES, probe_d3rlpy)
     peer_name = f"d3rlpy {versions['d3rlpy']}"
     print(f"d3rlpy venv: {args.d3rlpy_venv} ({json.dumps(versions)})", flush=True)
     if args.setup:

@@ -34,14 +34,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _results import merged_records, write_results, write_section
+from _results import cached, merged_records, say, write_results, write_section
 
 # The dataset machinery (recipes, locations, reference returns) is the offline benchmark's.
 from offline import DATA_DIR, ENVS, MAKE_DATA_QUICK, QUICK_DATA_DIR, REFERENCE_SOURCE, make_data
@@ -163,26 +162,6 @@ def run_spec(run: Run, budget: Budget, data_dir: Path, work: Path, quick: bool, 
             "offline_updates": budget.offline_updates if m["offline"] else 0, "online_steps": budget.online_steps,
             "offline_eval_every": budget.offline_eval_every, "online_eval_every": budget.online_eval_every,
             "eval_episodes": budget.eval_episodes, "run_dir": str(d / "run"), "result_path": str(d / "result.json")}
-
-
-def cached(spec: dict[str, Any]) -> dict[str, Any] | None:
-    """The run's result if it finished before with exactly this spec."""
-    path = Path(spec["result_path"])
-    if not path.exists():
-        return None
-    try:
-        res = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-    return res if res.get("spec") == spec else None
-
-
-_print_lock = threading.Lock()
-
-
-def say(msg: str) -> None:
-    with _print_lock:
-        print(msg, flush=True)
 
 
 def execute(spec: dict[str, Any]) -> dict[str, Any]:

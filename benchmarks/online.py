@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -143,18 +144,22 @@ def torch_version() -> str:
     return metadata.version("torch").split("+")[0]
 
 
-def probe_sb3(venv: Path) -> dict[str, str] | None:
-    """Versions inside the SB3 venv, or None if it is missing or broken."""
+def probe_venv(venv: Path, code: str) -> dict[str, Any] | None:
+    """Run ``code`` (which prints one JSON object of versions last) in ``venv``; None if the venv is missing or broken."""
     py = venv_python(venv)
     if not py.exists():
         return None
-    code = ("import json, gymnasium, mujoco, stable_baselines3, torch; gymnasium.make('Hopper-v5').close(); "
-            "print(json.dumps({'sb3': stable_baselines3.__version__, 'torch': torch.__version__, "
-            "'gymnasium': gymnasium.__version__, 'mujoco': mujoco.__version__}))")
     proc = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         return None
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def probe_sb3(venv: Path) -> dict[str, Any] | None:
+    """Versions inside the SB3 venv, or None if it is missing or broken."""
+    return probe_venv(venv, "import json, gymnasium, mujoco, stable_baselines3, torch; gymnasium.make('Hopper-v5').close(); "
+                            "print(json.dumps({'sb3': stable_baselines3.__version__, 'torch': torch.__version__, "
+                            "'gymnasium': gymnasium.__version__, 'mujoco': mujoco.__version__}))")
 
 
 def pip(venv: Path, *args: str) -> None:
@@ -163,32 +168,32 @@ def pip(venv: Path, *args: str) -> None:
     subprocess.run(cmd, check=True)
 
 
-def ensure_sb3_venv(venv: Path) -> dict[str, str]:
-    """Create (or repair) the SB3 virtualenv and return its package versions.
+def ensure_venv(venv: Path, peer: str, packages: tuple[str, ...], probe: Callable[[Path], dict[str, Any] | None]) -> dict[str, Any]:
+    """Create (or repair) the virtualenv of a peer library and return its package versions (``probe``'s answer).
 
     torch is installed first, pinned to the release polyrl uses: that takes the
-    local CPU wheel, and SB3's own torch requirement is then already met (an
+    local CPU wheel, and the peer's own torch requirement is then already met (an
     unpinned torch would pull a multi-GB CUDA build).
     """
     want = torch_version()
-    versions = probe_sb3(venv)
+    versions = probe(venv)
     if versions is not None and versions["torch"].split("+")[0] == want:
         return versions
     if versions is None and venv.exists():
-        print(f"{venv} exists but does not import SB3; repairing it", flush=True)
+        print(f"{venv} exists but does not import {peer}; repairing it", flush=True)
     if not venv_python(venv).exists():
         shutil.rmtree(venv, ignore_errors=True)
         venv.parent.mkdir(parents=True, exist_ok=True)
-        print(f"creating the SB3 virtualenv at {venv}", flush=True)
+        print(f"creating the {peer} virtualenv at {venv}", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip(venv, f"torch=={want}")
-    pip(venv, *SB3_PACKAGES)
-    versions = probe_sb3(venv)
+    pip(venv, *packages)
+    versions = probe(venv)
     if versions is None:
-        raise SystemExit(f"the SB3 virtualenv at {venv} still fails to import; delete it and run again")
+        raise SystemExit(f"the {peer} virtualenv at {venv} still fails to import; delete it and run again")
     if versions["torch"].split("+")[0] != want:
         print(f"WARNING: pip replaced torch {want} with {versions['torch']} in {venv} "
-              "(stable-baselines3 pins a torch range without it); the comparison is no longer same-torch", flush=True)
+              f"({peer} pins a torch range without it); the comparison is no longer same-torch", flush=True)
     return versions
 
 
@@ -476,7 +481,7 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         raise SystemExit("polyrl is not importable here: run this with the interpreter polyrl is installed in") from None
 
-    versions = ensure_sb3_venv(args.sb3_venv)
+    versions = ensure_venv(args.sb3_venv, "stable-baselines3", SB3_PACKAGES, probe_sb3)
     peer_name = f"stable-baselines3 {versions['sb3']}"
     print(f"SB3 venv: {args.sb3_venv} ({json.dumps(versions)})", flush=True)
     if args.setup:

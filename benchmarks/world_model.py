@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import statistics
 import sys
 import time
@@ -36,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from _results import merged_records, write_results, write_section
+from online import machine_info
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -50,21 +49,6 @@ THROUGHPUT_CONFIG: dict[str, Any] = {"d_model": 128, "n_layers": 2, "latent_grou
 RETURN_CONFIG: dict[str, Any] = {"d_model": 64, "hidden": (128, 128), "seq_len": 32, "batch_size": 16, "imag_batch": 64,
                                  "learning_starts": 1000, "train_freq": 4}
 RETURN_TASKS = {"CartPole-v1": {}, "polyrl/PixelCartPole-v0": {"size": 32}}
-
-
-def machine(threads: int) -> dict[str, Any]:
-    import torch
-
-    model = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpus": os.cpu_count(), "cpu_model": model, "torch": torch.__version__, "torch_threads": threads,
-            "python": platform.python_version()}
 
 
 # -- throughput --------------------------------------------------------------------------------------
@@ -234,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
 
     _, merged = merged_records(RESULTS, records, lambda r: (r["metric"] != "seq_steps_per_s", r["task"].split(",")[0], r.get("length", 0),
                                                             BACKBONES.index(r["backbone"])))
-    data = {"benchmark": "world_model", "polyrl_version": __version__, "machine": machine(args.threads),
+    data = {"benchmark": "world_model", "polyrl_version": __version__, "machine": machine_info(args.threads),
             "date": datetime.date.today().isoformat(), "records": merged}
     write_results(RESULTS, data)
     render(data)

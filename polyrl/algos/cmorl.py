@@ -468,7 +468,7 @@ class CMORL(Algorithm):
             copy_members(s.archive_critic, s.critic, slot, member)
             s.archive_log_std[slot] = s.log_std[member]
             s.archive_obs_stats[slot] = s.obs_stats[member]
-        s.next_id.fill_(archive.state_dict()["next_id"])
+        s.next_id.fill_(archive.next_id)
         return kept
 
     @torch.no_grad()

@@ -71,6 +71,11 @@ class ParetoArchive:
         """The entries' stable ids, aligned with :attr:`values`."""
         return list(self._ids)
 
+    @property
+    def next_id(self) -> int:
+        """The id the next kept entry will get (ids count every entry ever kept)."""
+        return self._next_id
+
     def __len__(self) -> int:
         return len(self._ids)
 

@@ -39,7 +39,7 @@ from polyrl.envs import RunningNorm, VecEnv
 from polyrl.errors import ConfigError
 from polyrl.models.smoothing import KINDS as SMOOTHING
 from polyrl.models.smoothing import smooth_rewards
-from polyrl.train.sources import _check_action, _check_finite
+from polyrl.train.sources import _check_action, _check_finite, random_actions
 
 DEFAULT_SMOOTHING = {"gaussian": 3.0, "uniform": 9.0, "ema": 0.33}
 """DreamSmooth's defaults (Lee et al. 2024): gaussian sigma, uniform window, EMA alpha."""
@@ -75,18 +75,12 @@ class SequenceReplaySource:
         self.generator = torch.Generator(device=algo.device)
         self.generator.manual_seed(seed)
 
-    def _random_action(self) -> np.ndarray:
-        n = self.env.num_envs
-        if self.discrete:
-            return self.rng.integers(self.algo.spec.action_dim, size=n)
-        return self.rng.uniform(-1.0, 1.0, size=(n, self.algo.spec.action_dim)).astype(np.float32)
-
     def collect(self, obs: np.ndarray) -> tuple[int, np.ndarray]:
         algo, env = self.algo, self.env
         for _ in range(self.cfg.train_freq):
             self.norm.update(obs)
             if algo.env_steps < self.cfg.learning_starts:
-                action, self.carry = self._random_action(), None
+                action, self.carry = random_actions(self.rng, algo.spec, env.num_envs), None
             else:
                 x = self.norm(torch.as_tensor(obs, device=algo.device))
                 a, self.carry = algo.act_recurrent(x, torch.as_tensor(self.first, device=algo.device), self.carry)  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ import torch
 
 from polyrl.algos.base import Algorithm
 from polyrl.data import Dataset, ReplayBuffer, Rollout, RolloutBuffer
-from polyrl.envs import RunningNorm, StepResult, VecEnv
+from polyrl.envs import EnvSpec, RunningNorm, StepResult, VecEnv
 from polyrl.errors import ConfigError, DivergenceError
 from polyrl.types import TransitionBatch
 
@@ -29,6 +29,13 @@ def _check_action(action: np.ndarray, step: int) -> np.ndarray:
     if action.dtype.kind == "f" and not np.isfinite(action).all():
         raise DivergenceError(f"the policy produced non-finite actions at step {step} (training diverged)")
     return action
+
+
+def random_actions(rng: np.random.Generator, spec: EnvSpec, n: int) -> np.ndarray:
+    """``n`` uniformly random actions in the agent's action space (indices, or the ``[-1, 1]`` box)."""
+    if spec.action_kind == "discrete":
+        return rng.integers(spec.action_dim, size=n)
+    return rng.uniform(-1.0, 1.0, size=(n, spec.action_dim)).astype(np.float32)
 
 
 def _check_finite(res: StepResult, env: VecEnv) -> None:
@@ -146,18 +153,12 @@ class ReplaySource:
         self.generator = torch.Generator(device=algo.device)
         self.generator.manual_seed(seed)
 
-    def _random_action(self) -> np.ndarray:
-        n = self.env.num_envs
-        if self.discrete:
-            return self.rng.integers(self.algo.spec.action_dim, size=n)
-        return self.rng.uniform(-1.0, 1.0, size=(n, self.algo.spec.action_dim)).astype(np.float32)
-
     def collect(self, obs: np.ndarray) -> tuple[int, np.ndarray]:
         algo, env = self.algo, self.env
         for _ in range(self.sched.train_freq):
             self.norm.update(obs)
             if algo.env_steps < self.sched.random_steps:
-                action = self._random_action()
+                action = random_actions(self.rng, algo.spec, env.num_envs)
             else:
                 action = _check_action(algo.act(self.norm(torch.as_tensor(obs, device=algo.device))).cpu().numpy(), algo.env_steps)
             res = env.step(action)
