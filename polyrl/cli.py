@@ -178,7 +178,28 @@ def cmd_dataset(argv: Sequence[str]) -> int:
     make_p.add_argument("--eval-every", type=int, default=5_000, help="env steps between SAC snapshots")
     make_p.add_argument("--seed", type=int, default=0)
     make_p.add_argument("--sources", default=None, help="where the shared SAC run is kept (default: beside --out)")
+    ref_p = sub.add_parser("reference", help="measure an env's reference returns (random policy, an expert run) for normalised scores",
+                           description="Prints the mean return of a uniformly random policy and of an expert run's deterministic "
+                           "policy; with --out, merges them into a references file (point POLYRL_REFERENCES at it to use it).")
+    ref_p.add_argument("env", help="Gymnasium env id, e.g. Hopper-v5")
+    ref_p.add_argument("--expert", required=True, metavar="RUN_DIR", help="run or checkpoint directory of the best policy you have")
+    ref_p.add_argument("--episodes", type=int, default=100, help="episodes for each policy (default 100)")
+    ref_p.add_argument("--seed", type=int, default=0)
+    ref_p.add_argument("--out", default=None, help="references JSON file to create or update")
+    ref_p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
+    if args.action == "reference":
+        from polyrl.data.scores import measure_reference, write_references
+
+        ref = measure_reference(args.env, args.expert, episodes=args.episodes, seed=args.seed)
+        if args.out:
+            write_references(args.out, {args.env: ref})
+        if args.json:
+            print(json.dumps({"env_id": args.env} | ref.to_json()))
+        else:
+            print(f"{args.env}: random {ref.random:.2f}, expert {ref.expert:.2f} ({ref.provenance['expert_policy']}; "
+                  f"{args.episodes} episodes each)" + (f"; written to {args.out}" if args.out else ""))
+        return 0
     if args.action == "make":
         from polyrl.data.recipes import make_dataset
 

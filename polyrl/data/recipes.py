@@ -66,25 +66,23 @@ def _source_run(env_id: str, train_steps: int, eval_every: int, seed: int, root:
     np.savez(run / "replay.npz", obs=buf.obs[:n, 0].cpu().numpy(), action=env.to_env_action(buf.action[:n, 0].cpu().numpy()),
              reward=buf.reward[:n, 0].cpu().numpy(), next_obs=buf.next_obs[:n, 0].cpu().numpy(),
              terminated=buf.terminated[:n, 0].cpu().numpy() > 0, truncated=buf.truncated[:n, 0].cpu().numpy() > 0)
-    random_return = float(np.mean([r for r, _ in _random_returns(env_id, seed)]))
+    random_return = float(np.mean([r for r, _ in random_returns(env_id, seed)]))
     (run / "snapshots.json").write_text(json.dumps({"snapshots": snapshots, "random_return": random_return}, indent=2))
     agent.close()
     return run
 
 
-def _random_returns(env_id: str, seed: int, episodes: int = 10) -> list[tuple[float, int]]:
+def random_returns(env_id: str, seed: int, episodes: int = 10) -> list[tuple[float, int]]:
+    """``(return, length)`` of ``episodes`` episodes of uniformly random actions (in the agent's action space)."""
     from polyrl.envs import VecEnv
+    from polyrl.train.sources import random_actions
 
     env = VecEnv(env_id, 1, seed=seed)
     rng = np.random.default_rng(seed)
     env.reset()
     done: list[tuple[float, int]] = []
     while len(done) < episodes:
-        if env.spec.action_kind == "discrete":
-            action = rng.integers(env.spec.action_dim, size=1)
-        else:
-            action = rng.uniform(-1.0, 1.0, size=(1, env.spec.action_dim))
-        env.step(action)
+        env.step(random_actions(rng, env.spec, 1))
         done += env.drain_episodes()
     env.close()
     return done[:episodes]

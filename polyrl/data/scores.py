@@ -2,15 +2,31 @@
 
 polyrl cannot download D4RL, so its datasets are its own (made on the v5
 MuJoCo tasks). Two sets of references exist and every score says which it
-used: D4RL's published constants (below, for hopper / halfcheetah / walker2d
-/ ant, measured by D4RL on the v2 tasks with its own random and expert
-policies) and, once measured, polyrl's own (a random policy and the best
-expert polyrl trains, stored with provenance).
+used:
+
+* ``"polyrl"``: returns polyrl measured itself on the exact task id, a
+  uniformly random policy and the best expert polyrl trained, each stored
+  with its provenance (policy, budget, episodes, seed, polyrl version). The
+  shipped table is ``polyrl/data/references.json``; a file named by the
+  ``POLYRL_REFERENCES`` environment variable adds or overrides entries (write
+  one with ``polyrl dataset reference ENV --expert RUN_DIR --out FILE``).
+* ``"d4rl"``: D4RL's published constants for the hopper / halfcheetah /
+  walker2d / ant families, measured by D4RL on the v2 tasks with its own
+  random and expert policies.
+
+``reference(env_id)`` prefers polyrl's measurement of the exact id and falls
+back to D4RL's family constants; ``source=`` picks one explicitly.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from polyrl.errors import ConfigError, DatasetError
 
 D4RL_REFERENCE: dict[str, tuple[float, float]] = {
     "hopper": (-20.272305, 3234.3),
@@ -20,6 +36,9 @@ D4RL_REFERENCE: dict[str, tuple[float, float]] = {
 }
 """``family -> (R_random, R_expert)`` as published with D4RL (Fu et al. 2020)."""
 
+SHIPPED = Path(__file__).with_name("references.json")
+SOURCES = ("auto", "polyrl", "d4rl")
+
 
 @dataclass(frozen=True)
 class Reference:
@@ -28,10 +47,15 @@ class Reference:
     random: float
     expert: float
     source: str
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False)
+    """How the returns were measured (polyrl's own references): policies, episodes, seed, version."""
 
     def score(self, ret: float) -> float:
         """``100 (ret - random) / (expert - random)``."""
         return 100.0 * (ret - self.random) / (self.expert - self.random)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"random": self.random, "expert": self.expert, "provenance": self.provenance}
 
 
 def family(env_id: str) -> str:
@@ -39,7 +63,69 @@ def family(env_id: str) -> str:
     return env_id.split("/")[-1].split(":")[-1].split("-v")[0].lower()
 
 
-def reference(env_id: str) -> Reference | None:
-    """D4RL's reference returns for the env's family, or ``None`` when it has none."""
-    ref = D4RL_REFERENCE.get(family(env_id))
-    return Reference(ref[0], ref[1], "d4rl") if ref else None
+def _read_table(path: Path) -> dict[str, Reference]:
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"cannot read the reference-returns file {path}: {exc}; fix or remove it") from exc
+    table = {}
+    for env_id, entry in raw.items():
+        try:
+            table[env_id] = Reference(float(entry["random"]), float(entry["expert"]), "polyrl", dict(entry.get("provenance", {})))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DatasetError(f"{path}: the entry for {env_id!r} needs numeric 'random' and 'expert' returns ({exc})") from exc
+    return table
+
+
+def polyrl_references() -> dict[str, Reference]:
+    """polyrl's measured references by exact env id: the shipped table, updated by ``$POLYRL_REFERENCES`` if set."""
+    table = _read_table(SHIPPED) if SHIPPED.exists() else {}
+    extra = os.environ.get("POLYRL_REFERENCES")
+    if extra:
+        table |= _read_table(Path(extra))
+    return table
+
+
+def reference(env_id: str, source: str = "auto") -> Reference | None:
+    """The reference returns of ``env_id``: polyrl's own measurement of that id (``"polyrl"``), D4RL's constants
+    for its family (``"d4rl"``), or the first of those that exists (``"auto"``); ``None`` when there is none."""
+    if source not in SOURCES:
+        raise ConfigError(f"unknown reference source {source!r}; choose one of {', '.join(SOURCES)}")
+    if source in ("auto", "polyrl"):
+        ref = polyrl_references().get(env_id)
+        if ref is not None or source == "polyrl":
+            return ref
+    d4rl = D4RL_REFERENCE.get(family(env_id))
+    return Reference(d4rl[0], d4rl[1], "d4rl") if d4rl else None
+
+
+def measure_reference(env_id: str, expert_run: str | Path, *, episodes: int = 100, seed: int = 0,
+                      device: str = "cpu") -> Reference:
+    """Measure ``env_id``'s references: the mean return of ``episodes`` episodes of a uniformly random policy, and of
+    the same number of deterministic episodes of the agent saved at ``expert_run`` (a run or checkpoint directory)."""
+    import numpy as np
+
+    import polyrl
+    from polyrl.data.recipes import random_returns
+
+    if episodes < 1:
+        raise ConfigError(f"episodes must be >= 1, got {episodes}")
+    agent = polyrl.load(expert_run, device=device, resume=False)
+    if agent.env_id != env_id:
+        raise ConfigError(f"{expert_run} was trained on {agent.env_id}, not {env_id}; pass an expert run of {env_id}")
+    expert = agent.evaluate(episodes, seed=seed + 20_000)
+    agent.close()
+    rand = [r for r, _ in random_returns(env_id, seed, episodes)]
+    return Reference(float(np.mean(rand)), expert.mean_return, "polyrl", {
+        "random_policy": "uniform actions", "random_std": float(np.std(rand)),
+        "expert_policy": f"{agent.algo_cls.name} after {agent.algo.env_steps} env steps ({Path(expert_run).as_posix()})",
+        "expert_std": expert.std_return, "episodes": episodes, "seed": seed, "polyrl_version": polyrl.__version__})
+
+
+def write_references(path: str | Path, refs: dict[str, Reference]) -> None:
+    """Merge ``refs`` into the reference-returns file at ``path`` (written atomically)."""
+    from polyrl.io import write_json_atomic
+
+    path = Path(path)
+    table = {k: v.to_json() for k, v in (_read_table(path) if path.exists() else {}).items()}
+    write_json_atomic(path, table | {k: v.to_json() for k, v in refs.items()})
