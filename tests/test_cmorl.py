@@ -146,3 +146,22 @@ def test_eval_serves_the_archive_policy_for_a_preference(tmp_path, capsys):
     ppo = polyrl.make("ppo", env="CartPole-v1", n_steps=16)
     with pytest.raises(ConfigError, match="scalar reward"):
         ppo.evaluate(1, preference=[1.0])
+
+
+def test_archive_policies_are_the_archive_and_can_sample(tmp_path):
+    cfg = dict(population=2, n_envs=1, n_steps=32, n_minibatches=2, archive_every=1, archive_episodes=1, hidden=(16, 16),
+               eval_gamma=1.0)
+    agent = polyrl.make("cmorl", env=DST, seed=0, run_dir=tmp_path / "det", **cfg)
+    agent.learn(640, **QUIET)
+    entries = agent.algo.archive_policies()
+    front = json.loads((agent.run_dir / "pareto.json").read_text())
+    assert [e[0] for e in entries] == sorted(front["ids"]) and len(entries) == agent.algo.archive_size() > 0
+    for _, value, policy in entries:  # deterministic policies in a deterministic env reproduce their archived value
+        np.testing.assert_allclose(agent.evaluate_policy(policy, 1).mean_vector, value, rtol=1e-5)
+
+    sampled = polyrl.make("cmorl", env=DST, seed=0, run_dir=tmp_path / "sto", deterministic_eval=False, **cfg)
+    obs = torch.zeros(64, *sampled.spec.obs_shape)
+    policy = sampled.algo.preference_policy(np.array([0.5, 0.5]))
+    assert len(torch.unique(policy(obs))) > 1  # an untrained policy's samples differ; its mode would not
+    det = polyrl.make("cmorl", env=DST, seed=0, **cfg).algo.preference_policy(np.array([0.5, 0.5]))
+    assert len(torch.unique(det(obs))) == 1

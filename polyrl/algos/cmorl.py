@@ -3,7 +3,8 @@
 A population of ``P`` PPO policies with vector critics (one value head per
 objective) is trained as one batched module on ``P x n_envs`` env copies;
 env copy ``i`` belongs to member ``i // n_envs``. Snapshots of the members,
-evaluated deterministically (discounted by ``eval_gamma``), enter a Pareto
+evaluated deterministically (discounted by ``eval_gamma``; sampled actions
+with ``deterministic_eval=False``), enter a Pareto
 archive that keeps the non-dominated return vectors above ``ref_point`` and
 caps its size by crowding distance.
 
@@ -125,7 +126,11 @@ class CMORLConfig(AlgoConfig):
     archive_every: int = 10
     """Stage 1: updates between archive evaluations of each member."""
     archive_episodes: int = 5
-    """Deterministic episodes per archive evaluation."""
+    """Episodes per archive evaluation."""
+    deterministic_eval: bool = True
+    """Evaluate and serve archive policies with the action distribution's mode; False samples actions (the policy
+    as trained), for tasks where a PPO policy's mode gets stuck (e.g. Minecart: its stochastic policies mine ore,
+    their modes do not) -- an archived value is then a mean over sampled episodes, so use more archive_episodes."""
     eval_gamma: float = 0.99
     """Discount of the evaluated return vectors the archive stores."""
     archive_size: int = 200
@@ -293,6 +298,16 @@ class CMORL(Algorithm):
     def archive_size(self) -> int:
         return int((self.state.archive_id >= 0).sum())
 
+    def archive_policies(self) -> list[tuple[int, np.ndarray, Callable[[Tensor], Tensor]]]:
+        """``(id, archived return vector, policy)`` of every archive entry, by id; each policy maps normalised
+        observations to actions as archive evaluation does (mode, or samples with ``deterministic_eval=False``)."""
+        s = self.state
+        filled = torch.nonzero(s.archive_id >= 0).flatten()
+        filled = filled[torch.argsort(s.archive_id[filled])].tolist()
+        return [(int(s.archive_id[j]), s.archive_value[j].double().cpu().numpy(),
+                 lambda obs, j=j: self._pick(self._policy_dist(s.archive_actor, s.archive_log_std, s.archive_obs_stats, j, obs)))
+                for j in filled]
+
     def _served(self, preference: np.ndarray) -> tuple[EnsembleMLP, Tensor, Tensor, int]:
         """(actor ensemble, log-stds, member) of the policy served for ``preference``: the archive policy maximising
         ``w . G``, or before anything was archived the population member whose preference is closest."""
@@ -310,7 +325,7 @@ class CMORL(Algorithm):
     def preference_policy(self, preference: np.ndarray) -> Callable[[Tensor], Tensor]:
         """The deterministic policy served for ``preference`` (``[K]`` weights): the archive policy maximising ``w . G``."""
         served = self._served(preference)
-        return lambda obs: self._policy_dist(*served, obs).mode()
+        return lambda obs: self._pick(self._policy_dist(*served, obs))
 
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
@@ -426,7 +441,11 @@ class CMORL(Algorithm):
         return {"train/archive_size": float(self.archive_size()), "train/archive_added": float(added)} if due else {}
 
     def _member_policy(self, m: int) -> Callable[[Tensor], Tensor]:
-        return lambda obs: self._policy_dist(self.state.actor, self.state.log_std, self.state.obs_stats, m, obs).mode()
+        return lambda obs: self._pick(self._policy_dist(self.state.actor, self.state.log_std, self.state.obs_stats, m, obs))
+
+    def _pick(self, dist: Categorical | Gaussian) -> Tensor:
+        """The action archive evaluation and serving take: the mode, or a sample (``deterministic_eval=False``)."""
+        return dist.mode() if self.cfg.deterministic_eval else dist.sample()
 
     # -- the archive ----------------------------------------------------------------------------
     def reference_point(self) -> tuple[float, ...] | None:
