@@ -42,6 +42,7 @@ def _train_parser(algo_name: str | None) -> argparse.ArgumentParser:
     run.add_argument("--eval-every", type=int, default=10_000, help="env steps (offline: updates) between evaluations; 0: at the end only (default 10000)")
     run.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation (default 10)")
     run.add_argument("--checkpoint-every", type=int, default=0, help="env steps (offline: updates) between checkpoints; 0: at the end only (default 0)")
+    run.add_argument("--keep-checkpoints", type=int, default=2, help="checkpoints kept in the run directory, the newest ones (0: all; default 2)")
     run.add_argument("--async-envs", action="store_true", help="step the training envs in subprocesses")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files")
@@ -91,7 +92,7 @@ def cmd_train(argv: Sequence[str]) -> int:
         raise _unknown_option_error(algo_name or "train", leftovers, parser)
     config = {k[5:]: v for k, v in vars(args).items() if k.startswith("cfg__") and v is not None}
     settings = TrainSettings(eval_every=args.eval_every, eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
-                             progress=not args.no_progress and sys.stderr.isatty(), tensorboard=not args.no_tensorboard)
+                             keep_checkpoints=args.keep_checkpoints, progress=not args.no_progress and sys.stderr.isatty(), tensorboard=not args.no_tensorboard)
     if args.resume:
         if config:
             raise ConfigError(f"a resumed run keeps its config; drop {', '.join('--' + k.replace('_', '-') for k in config)}")
@@ -178,6 +179,8 @@ def cmd_dataset(argv: Sequence[str]) -> int:
     make_p.add_argument("--eval-every", type=int, default=5_000, help="env steps between SAC snapshots")
     make_p.add_argument("--seed", type=int, default=0)
     make_p.add_argument("--sources", default=None, help="where the shared SAC run is kept (default: beside --out)")
+    make_p.add_argument("--from-run", default=None, metavar="RUN_DIR",
+                        help="take the policies from this run's checkpoints instead of training SAC (medium-replay: its replay buffer)")
     ref_p = sub.add_parser("reference", help="measure an env's reference returns (random policy, an expert run) for normalised scores",
                            description="Prints the mean return of a uniformly random policy and of an expert run's deterministic "
                            "policy; with --out, merges them into a references file (point POLYRL_REFERENCES at it to use it).")
@@ -205,7 +208,8 @@ def cmd_dataset(argv: Sequence[str]) -> int:
 
         out = Path(args.out)
         ds = make_dataset(args.name, args.steps, train_steps=args.train_steps, eval_every=args.eval_every, seed=args.seed,
-                          sources=args.sources or out.parent / ".polyrl-sources", progress=sys.stderr.isatty())
+                          sources=args.sources or out.parent / ".polyrl-sources", progress=sys.stderr.isatty(),
+                          source_run=args.from_run)
         ds.save(out)
         info = ds.info()
         print(f"wrote {out}: {info['transitions']} transitions, {info['episodes']} episodes, mean return "

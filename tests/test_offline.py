@@ -12,6 +12,7 @@ import polyrl
 from polyrl.cli import main
 from polyrl.data import Dataset
 from polyrl.data.collect import collect
+from polyrl.data.recipes import make_dataset
 from polyrl.errors import ConfigError
 
 FAST = ["--no-progress", "--no-tensorboard", "--eval-every", "0", "--eval-episodes", "2"]
@@ -132,3 +133,26 @@ def test_cql_bc_warmup_imitates_the_dataset(tiny_datasets):
         with torch.no_grad():
             likelihood[warmup] = float(agent.algo.state.actor(agent.obs_norm(buf.obs[:, 0])).log_prob(buf.action[:, 0]).mean())
     assert likelihood[1000] > likelihood[0] + 0.02, likelihood
+
+
+def test_recipes_from_an_existing_run_use_its_checkpoints_and_replay(tmp_path):
+    run = tmp_path / "run"
+    agent = polyrl.make("sac", "Pendulum-v1", seed=0, run_dir=run, learning_starts=100, batch_size=32, hidden=(32, 32))
+    agent.learn(600, progress=False, tensorboard=False, eval_every=0, eval_episodes=0, checkpoint_every=200, keep_checkpoints=10)
+    agent.close()
+    src = tmp_path / "src"
+    base = ["--steps", "300", "--sources", str(src), "--from-run", str(run)]
+    for recipe in ("medium", "medium-replay", "expert"):
+        assert main(["dataset", "make", f"Pendulum-v1-{recipe}", "--out", str(tmp_path / recipe), *base]) == 0
+    (snap_dir,) = list(src.iterdir())  # evaluated once, reused by every recipe
+    snaps = json.loads((snap_dir / "snapshots.json").read_text())["snapshots"]
+    assert [s["step"] for s in snaps] == [200, 400, 600] and all(s["algo"] == "sac" for s in snaps)
+    expert, replay = Dataset.load(tmp_path / "expert"), Dataset.load(tmp_path / "medium-replay")
+    assert expert.meta["policy_eval_return"] == max(s["return"] for s in snaps)
+    assert expert.meta["source_run"] == str(run.resolve()) and "train_steps" not in expert.meta
+    medium_step = Dataset.load(tmp_path / "medium").meta["policy"].split("@")[1]
+    assert len(replay) == int(medium_step) and replay.truncated[-1]
+    # the replay's first transitions are the run's own random warm-up, stored as env actions in [-2, 2]
+    assert np.abs(replay.action).max() > 1.0 and np.abs(replay.action).max() <= 2.0
+    with pytest.raises(ConfigError, match="no checkpoints"):
+        make_dataset("Pendulum-v1-medium", 10, sources=src, source_run=tmp_path)

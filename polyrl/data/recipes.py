@@ -13,6 +13,12 @@
 The SAC run is shared by the recipes of one env, seed and budget: it is kept
 under ``<out>/../.polyrl-sources/`` and reused. Every dataset records its
 provenance (recipe, policy return, training budget, seed, polyrl version).
+
+``source_run=RUN_DIR`` (CLI ``--from-run``) takes the policies from a run you
+already trained instead (any algorithm on the env, with periodic checkpoints):
+each checkpoint is a snapshot, evaluated once (the evaluations are cached
+beside the sources), and ``medium-replay`` reads the replay buffer saved in the
+run's latest checkpoint.
 """
 
 from __future__ import annotations
@@ -72,6 +78,63 @@ def _source_run(env_id: str, train_steps: int, eval_every: int, seed: int, root:
     return run
 
 
+def _snapshots_of_run(env_id: str, source_run: Path, seed: int, root: Path) -> Path:
+    """A source directory whose ``snapshots.json`` lists the checkpoints of an existing run, each evaluated once."""
+    import hashlib
+
+    import polyrl
+    from polyrl.train.checkpoint import list_checkpoints
+
+    source_run = source_run.resolve()
+    checkpoints = list_checkpoints(source_run)
+    if not checkpoints:
+        raise ConfigError(f"{source_run} has no checkpoints to take snapshots from; train it with checkpoint_every set")
+    key = hashlib.sha1(str(source_run).encode()).hexdigest()[:10]
+    out = root / f"{env_id.replace('/', '_')}-from-{source_run.name}-{key}-s{seed}"
+    known = json.loads((out / "snapshots.json").read_text()) if (out / "snapshots.json").exists() else None
+    if known is not None and [s["path"] for s in known["snapshots"]] == [str(c) for c in checkpoints]:
+        return out
+    snapshots = []
+    for ckpt in checkpoints:
+        agent = polyrl.load(ckpt, resume=False)
+        if agent.env_id != env_id:
+            raise ConfigError(f"{source_run} was trained on {agent.env_id}, not {env_id}; pass a run of {env_id}")
+        snapshots.append({"step": int(agent.algo.env_steps), "return": agent.evaluate(10, seed=seed + 777).mean_return,
+                          "path": str(ckpt), "algo": agent.algo_cls.name})
+        agent.close()
+    random_return = float(np.mean([r for r, _ in random_returns(env_id, seed)]))
+    out.mkdir(parents=True, exist_ok=True)
+    from polyrl.io import write_json_atomic
+
+    write_json_atomic(out / "snapshots.json", {"snapshots": snapshots, "random_return": random_return, "source_run": str(source_run)})
+    return out
+
+
+def _replay_of_run(source_run: Path, n: int) -> dict[str, np.ndarray]:
+    """The first ``n`` transitions of the replay buffer saved in ``source_run``'s latest checkpoint (env actions)."""
+    import polyrl
+    from polyrl.train.checkpoint import read_checkpoint
+
+    _, _, resume = read_checkpoint(source_run, with_resume=True)
+    try:
+        buf = resume["trainer"]["source"]["buffer"]
+    except (KeyError, TypeError):
+        raise ConfigError(f"{source_run}'s latest checkpoint holds no replay buffer; medium-replay needs an off-policy run "
+                          "saved with its resume state") from None
+    if buf["full"] or buf["obs"].shape[1] != 1:
+        raise ConfigError(f"{source_run}'s replay buffer {'wrapped around' if buf['full'] else 'has several env columns'}, "
+                          "so it no longer holds the run's data in order; medium-replay needs a single-env run whose buffer "
+                          "kept every step")
+    if n > int(buf["pos"]):
+        raise ConfigError(f"{source_run}'s replay buffer holds {int(buf['pos'])} steps, fewer than the medium snapshot's {n}")
+    env = polyrl.load(source_run, resume=False)._env_for_actions()
+    out = {k: buf[k][:n, 0].cpu().numpy() for k in ("obs", "action", "reward", "next_obs")}
+    out["action"] = env.to_env_action(out["action"])
+    out |= {k: buf[k][:n, 0].cpu().numpy() > 0 for k in ("terminated", "truncated")}
+    env.close()
+    return out
+
+
 def random_returns(env_id: str, seed: int, episodes: int = 10) -> list[tuple[float, int]]:
     """``(return, length)`` of ``episodes`` episodes of uniformly random actions (in the agent's action space)."""
     from polyrl.envs import VecEnv
@@ -89,26 +152,31 @@ def random_returns(env_id: str, seed: int, episodes: int = 10) -> list[tuple[flo
 
 
 def make_dataset(name: str, steps: int, *, train_steps: int = 100_000, eval_every: int = 5_000, seed: int = 0,
-                 sources: str | Path = ".polyrl-sources", progress: bool = False) -> Dataset:
-    """Build the dataset ``<env>-<recipe>`` with ``steps`` transitions (see the module docstring)."""
+                 sources: str | Path = ".polyrl-sources", progress: bool = False, source_run: str | Path | None = None) -> Dataset:
+    """Build the dataset ``<env>-<recipe>`` with ``steps`` transitions (see the module docstring); the policies come
+    from a SAC run trained here for ``train_steps``, or from the checkpoints of ``source_run``."""
     import polyrl
 
     env_id, recipe = parse(name)
     base: dict[str, Any] = {"recipe": recipe, "dataset_name": name, "seed": seed}
     if recipe == "random":
         return _named(collect(env_id, steps, seed=seed + 1, provenance=base), name)
-    run = _source_run(env_id, train_steps, eval_every, seed, Path(sources), progress)
+    if source_run is not None:
+        run = _snapshots_of_run(env_id, Path(source_run), seed, Path(sources))
+    else:
+        run = _source_run(env_id, train_steps, eval_every, seed, Path(sources), progress)
     info = json.loads((run / "snapshots.json").read_text())
     snaps, r_random = info["snapshots"], info["random_return"]
     expert = max(snaps, key=lambda s: s["return"])
     third = r_random + (expert["return"] - r_random) / 3.0
     medium = next((s for s in snaps if s["return"] >= third), expert)  # the expert if nothing beat random
-    base |= {"train_steps": train_steps, "random_return": r_random, "expert_return": expert["return"]}
+    base |= {"random_return": r_random, "expert_return": expert["return"]}
+    base |= {"source_run": info["source_run"]} if source_run is not None else {"train_steps": train_steps}
 
     def rollout(snap: dict[str, Any], n: int, collect_seed: int, tag: str) -> Dataset:
         agent = polyrl.load(run / snap["path"], resume=False)
         return collect(env_id, n, agent=agent, seed=collect_seed, provenance=base | {
-            "recipe": tag, "policy": f"sac@{snap['step']}", "policy_eval_return": snap["return"]})
+            "recipe": tag, "policy": f"{snap.get('algo', 'sac')}@{snap['step']}", "policy_eval_return": snap["return"]})
 
     if recipe == "expert":
         return _named(rollout(expert, steps, seed + 2, "expert"), name)
@@ -120,12 +188,15 @@ def make_dataset(name: str, steps: int, *, train_steps: int = 100_000, eval_ever
         return _named(Dataset.concatenate(parts, meta=parts[0].meta | {"recipe": "medium-expert", "policy": "medium+expert",
                                                                          "medium_step": medium["step"], "expert_step": expert["step"]}), name)
     # medium-replay: everything the run stored up to the medium snapshot
-    replay = np.load(run / "replay.npz")
     n = medium["step"]
-    fields = {k: replay[k][:n] for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")}
+    if source_run is not None:
+        fields = _replay_of_run(Path(source_run), n)
+    else:
+        replay = np.load(run / "replay.npz")
+        fields = {k: replay[k][:n] for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")}
     fields["truncated"] = fields["truncated"].copy()
     fields["truncated"][-1] |= not fields["terminated"][-1]  # the cut ends an episode
-    meta = collect_meta(env_id) | base | {"recipe": "medium-replay", "policy": f"sac replay up to step {n}",
+    meta = collect_meta(env_id) | base | {"recipe": "medium-replay", "policy": f"{medium.get('algo', 'sac')} replay up to step {n}",
                                           "policy_eval_return": medium["return"]}
     return _named(Dataset(**fields, meta=meta), name)
 

@@ -83,6 +83,15 @@ def write_checkpoint(path: str | Path, meta: dict[str, Any], weights: dict[str, 
     return path
 
 
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The complete checkpoints under ``run_dir/checkpoints``, oldest first (by the step in their names)."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted((c for c in root.iterdir() if c.is_dir() and c.name.startswith("step_") and (c / "agent.json").exists()),
+                  key=lambda c: int(c.name.split("_")[1]) if c.name.split("_")[1].isdigit() else -1)
+
+
 def resolve(path: str | Path) -> Path:
     """A checkpoint directory from a checkpoint or a run directory (its latest checkpoint)."""
     path = Path(path)
