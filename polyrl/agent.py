@@ -38,6 +38,40 @@ from polyrl.train.trainer import Trainer, TrainSettings
 NORM_PREFIX = "obs_norm."
 
 
+class EpisodePolicy:
+    """Raw observations -> env actions over whole episodes, for one or a batch of env copies (see
+    :meth:`Agent.policy`). Pass ``episode_start`` (bool, or one per copy) where an episode begins; the first call
+    always starts one, and :meth:`reset` makes the next call start one everywhere."""
+
+    def __init__(self, agent: Agent, deterministic: bool = True) -> None:
+        self.agent = agent
+        self._policy = agent.algo.episode_policy(deterministic=deterministic)
+        self._started = False
+
+    def reset(self) -> None:
+        """Forget the memory: the next call begins new episodes."""
+        self._started = False
+
+    def __call__(self, obs: np.ndarray, episode_start: Any = None) -> np.ndarray:
+        agent = self.agent
+        obs = np.asarray(obs, dtype=np.float32)
+        single = obs.shape == agent.spec.obs_shape
+        batch = obs[None] if single else obs
+        n = batch.shape[0]
+        if not self._started:
+            first = np.ones(n, dtype=bool)
+        elif episode_start is None:
+            first = np.zeros(n, dtype=bool)
+        else:
+            first = np.broadcast_to(np.asarray(episode_start, dtype=bool).reshape(-1), (n,)).copy()
+        self._started = True
+        with torch.no_grad():
+            x = agent.obs_norm(torch.as_tensor(batch, device=agent.device))
+            action = self._policy(x, torch.as_tensor(first, device=agent.device)).cpu().numpy()
+        action = agent._env_for_actions().to_env_action(action)
+        return action[0] if single else action
+
+
 class Agent:
     """An algorithm bound to an environment, with a run directory.
 
@@ -169,6 +203,9 @@ class Agent:
     def act(self, obs: np.ndarray, deterministic: bool = True, preference: Any = None) -> np.ndarray:
         """Actions in the env's action space for raw observations (one ``[*O]`` or a batch ``[B, *O]``).
 
+        Memoryless: a recurrent agent (``dreamer``) acts as at an episode's first step; run episodes with
+        :meth:`policy`, which carries its memory.
+
         ``preference`` (``[K]`` weights over the objectives) selects the policy a
         multi-objective algorithm serves; it implies deterministic actions.
         """
@@ -182,6 +219,12 @@ class Agent:
                 action = self.algo.act(self.obs_norm(x), deterministic=deterministic).cpu().numpy()
         action = self._env_for_actions().to_env_action(action)
         return action[0] if single else action
+
+    def policy(self, deterministic: bool = True) -> EpisodePolicy:
+        """A policy to run whole episodes with: raw observations in, env actions out, keeping the agent's memory
+        between calls (a world model's recurrent state, per env copy). :meth:`act` is memoryless: for a recurrent
+        agent every call acts as at an episode's first step."""
+        return EpisodePolicy(self, deterministic)
 
     def act_normalized(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Normalised actions for a batch of raw observations (what a VecEnv steps with)."""

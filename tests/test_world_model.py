@@ -230,3 +230,18 @@ def test_resume_with_dfs_and_dreamsmooth_continues_identically(tmp_path):
     for k, v in a.algo.weights().items():
         torch.testing.assert_close(v, b.algo.weights()[k], rtol=0, atol=0, msg=k)
     torch.testing.assert_close(a.trainer.source.model_counts, b.trainer.source.model_counts, rtol=0, atol=0)
+
+
+def test_agent_policy_carries_memory_across_calls(tmp_path):
+    agent = polyrl.make("dreamer", env="Pendulum-v1", seed=0, backbone="gru", run_dir=tmp_path / "wm", **TINY)
+    obs = np.random.default_rng(0).normal(size=(3, 3)).astype(np.float32)
+    pi = agent.policy()
+    first = pi(obs)  # the first call starts episodes
+    np.testing.assert_allclose(first, agent.act(obs), atol=1e-6)
+    second = pi(obs)  # same observations, with one step of memory: different actions
+    assert not np.allclose(second, first)
+    np.testing.assert_allclose(pi(obs, episode_start=[True, False, True])[[0, 2]], first[[0, 2]], atol=1e-6)
+    pi.reset()
+    np.testing.assert_allclose(pi(obs[0]), first[0], atol=1e-6)  # a single observation works too
+    ppo = polyrl.make("ppo", env="Pendulum-v1", seed=0, n_steps=16)  # memoryless agents: the same as act
+    np.testing.assert_allclose(ppo.policy()(obs), ppo.act(obs))
