@@ -224,6 +224,34 @@ def make_data(envs: list[str], data_dir: Path, budget: dict[str, int], threads: 
         print(f"{env}: done in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
 
 
+def make_data_from_run(envs: list[str], data_dir: Path, source_run: Path, transitions: int, threads: int, force: bool) -> None:
+    """Build ``<env>-{medium,medium-replay,medium-expert,expert}`` with polyrl's recipes from an existing run's
+    checkpoints (``polyrl dataset make --from-run``): expert = the best checkpoint, medium = the first whose return
+    reaches a third of the way from random to expert, medium-replay = the run's replay buffer up to it."""
+    import torch
+
+    from polyrl.data.recipes import make_dataset
+
+    torch.set_num_threads(threads)
+    for env in envs:
+        outputs = {k: data_dir / f"{env}-{k}" for k in (*KINDS, "expert")}
+        if not force and all((p / "meta.json").exists() for p in outputs.values()):
+            print(f"{env}: datasets exist in {data_dir} (--force to rebuild)", flush=True)
+            continue
+        base = {"made_by": f"benchmarks/offline.py make-data --from-run {source_run}",
+                "reference_returns": {"random": ENVS[env]["random"], "expert": ENVS[env]["expert"], "source": REFERENCE_SOURCE}}
+        t0 = time.perf_counter()
+        for kind, out in outputs.items():
+            ds = make_dataset(f"{env}-{kind}", transitions, sources=data_dir / "_sources", source_run=source_run)
+            ds.meta.update(base)
+            ds.save(out)
+            info = ds.info()
+            print(f"  {out.name:26s} {info['transitions']:>8d} transitions {info['episodes']:>5d} episodes  "
+                  f"return {info['mean_return']:8.1f} +- {info['std_return']:6.1f}  "
+                  f"(score {normalized_score(env, info['mean_return']):5.1f}; policy {ds.meta.get('policy')})", flush=True)
+        print(f"{env}: done in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+
+
 def _collect(collect: Any, agent: Any, env_id: str, n: int, seed: int, provenance: dict[str, Any]) -> Any:
     import torch
 
@@ -452,6 +480,8 @@ def parse_make_data_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--quick", action="store_true", help=f"tiny datasets for --quick runs (in {QUICK_DATA_DIR.relative_to(ROOT)})")
     p.add_argument("--force", action="store_true", help="rebuild datasets that exist")
+    p.add_argument("--from-run", type=Path, default=None, metavar="RUN_DIR",
+                   help="take the policies from this (single-env SAC) run's checkpoints with polyrl's recipes instead of training SAC")
     return p.parse_args(argv)
 
 
@@ -468,6 +498,12 @@ def main_make_data(argv: list[str]) -> None:
     if unknown:
         raise SystemExit(f"unknown env(s) {sorted(unknown)}; known: {', '.join(ENVS)}")
     data_dir = args.data_dir or (QUICK_DATA_DIR if args.quick else DATA_DIR)
+    if args.from_run is not None:
+        if len(envs) != 1:
+            raise SystemExit("--from-run makes the datasets of one env: pass --env with the run's env")
+        print(f"make-data: {envs[0]} into {data_dir} from {args.from_run} ({budget['transitions']} transitions)", flush=True)
+        make_data_from_run(envs, data_dir, args.from_run, budget["transitions"], args.threads, args.force)
+        return
     print(f"make-data: {', '.join(envs)} into {data_dir} ({json.dumps(budget)})", flush=True)
     make_data(envs, data_dir, budget, args.threads, args.force)
 
