@@ -90,3 +90,17 @@ def test_frozen_skips_weight_grads_keeps_input_grads():
 
 def test_gaussian_entropy_value():
     assert Gaussian(torch.zeros(2), torch.zeros(2)).entropy().item() == pytest.approx(math.log(2 * math.pi * math.e))
+
+
+def test_ensemble_inference_in_chunks_equals_one_pass():
+    torch.manual_seed(0)
+    net = EnsembleMLP(3, 5, 4, (16, 16), "silu")
+    net.inference_chunk = 7  # 50 rows: 8 chunks, the last one short
+    x = torch.randn(50, 5)
+    with torch.no_grad():
+        chunked, per_member = net(x), net(torch.randn(3, 50, 5))
+    whole = net(x)  # with autograd: one pass
+    assert whole.requires_grad and chunked.shape == whole.shape == (3, 50, 4) and per_member.shape == (3, 50, 4)
+    torch.testing.assert_close(chunked, whole.detach())
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, slice(1, 3)), whole.detach()[1:3])

@@ -120,8 +120,19 @@ class EnsembleMLP(nn.Module):
                         nn.init.orthogonal_(w.T, gain)
                     nn.init.zeros_(m.bias)
 
+    inference_chunk: int = 1024
+    """Without autograd, batches longer than this run through the network in chunks of this many rows: an
+    ``[E, B, hidden]`` activation of a large batch (model rollouts from 10^4-10^5 states) falls out of the CPU's
+    caches, and chunking made a 7 x 4 x 200 ensemble's forward on 10^4 rows 1.6x faster."""
+
     def forward(self, x: Tensor, members: slice | None = None) -> Tensor:
         """``[E', B, out]`` for the selected ``members`` (default: all ``E``)."""
+        rows, chunk = x.shape[-2], self.inference_chunk
+        if rows > chunk and not torch.is_grad_enabled():
+            return torch.cat([self._forward(x[..., i:i + chunk, :], members) for i in range(0, rows, chunk)], dim=-2)
+        return self._forward(x, members)
+
+    def _forward(self, x: Tensor, members: slice | None) -> Tensor:
         for layer in self.net:
             x = layer(x, members) if isinstance(layer, EnsembleLinear) else layer(x)
         return x
