@@ -55,6 +55,19 @@ def test_ensemble_nll_decreases_with_fitting(pendulum, standardize):
     assert summary["holdout_nll"] < first["holdout_nll"] and summary["holdout_mse"] < 0.5 * first["holdout_mse"]
 
 
+@pytest.mark.parametrize("batch_size, min_updates, epochs", [(256, 0, 1), (256, 30, 30), (16, 30, 6), (16, 3, 1)])
+def test_min_updates_raises_the_epoch_cap_on_small_data(pendulum, batch_size, min_updates, epochs):
+    # 100 transitions, 80 for training: one step per epoch at batch 256, five at batch 16; max_epochs=1 alone stops
+    # after one epoch, min_updates lifts the cap to ceil(min_updates / steps per epoch) epochs (no early stop here).
+    t = {k: v[:100] for k, v in pendulum.items()}
+    cfg = DynamicsConfig(n_members=2, n_elites=1, hidden=(8,), max_epochs=1, min_updates=min_updates, batch_size=batch_size,
+                         holdout=0.2, patience=1000)
+    model = DynamicsEnsemble(3, 1, cfg)
+    summary = train_dynamics(model, model.make_optimizer(), t["obs"], t["action"], t["reward"], t["next_obs"], t["terminated"],
+                             generator=torch.Generator().manual_seed(0))
+    assert summary["epochs"] == epochs
+
+
 def test_per_layer_weight_decay_groups():
     model = DynamicsEnsemble(3, 1, DynamicsConfig(hidden=(8, 8, 8, 8), weight_decays=layer_weight_decays(4)))
     opt = model.make_optimizer()
@@ -217,17 +230,38 @@ def test_mopo_continues_online_as_sac_on_mixed_replay(tiny_datasets, tmp_path):
     assert "train/model_epochs" not in agent.trainer.last_metrics
 
 
+# MBPO on Pendulum-v1 (docs/algorithms/mbpo.md, note 8): 64-wide nets, 1-step rollouts, a refit and a rollout
+# round every 250 env steps, G = 5 SAC updates per env step, and half of every batch real (real_ratio=0.5): with 95% model
+# data MBPO lags SAC at the same G even on the true dynamics, and the small model's reward error at the bottom of the
+# swing adds to that.
+PENDULUM_COMMON = {"learning_starts": 300, "batch_size": 128, "hidden": (64, 64)}
+PENDULUM_MBPO = {**PENDULUM_COMMON, "gradient_steps": 5, "real_ratio": 0.5, "model_hidden": (64, 64), "model_max_epochs": 100,
+                 "model_train_freq": 250, "rollout_freq": 250, "rollout_batch_size": 2000, "rollout_max_length": 1}
+PENDULUM_STEPS = 2000
+
+
+def _pendulum_return(algo: str, seed: int, run_dir: str) -> float:
+    """Deterministic return (10 episodes) after ``PENDULUM_STEPS`` env steps of ``algo`` on Pendulum-v1 (one torch thread)."""
+    torch.set_num_threads(1)
+    cfg = PENDULUM_MBPO if algo == "mbpo" else PENDULUM_COMMON
+    agent = polyrl.make(algo, "Pendulum-v1", seed=seed, run_dir=run_dir, **cfg)
+    agent.learn(PENDULUM_STEPS, **QUIET)
+    return agent.evaluate(10).mean_return
+
+
 @pytest.mark.slow
 def test_mbpo_beats_sac_at_equal_env_steps_on_pendulum(tmp_path):
-    # MBPO with 5 SAC updates per env step on 95% model data vs SAC's 1 update per step on real data, same env steps.
-    # Budget note: about 200 s on a loaded 2-core machine, above the 40 s aimed at (see the report / docs).
-    steps = 2500
-    common = {"learning_starts": 300, "batch_size": 128, "hidden": (64, 64)}
-    mbpo = polyrl.make("mbpo", "Pendulum-v1", seed=0, run_dir=tmp_path / "mbpo", **common, gradient_steps=5,
-                       model_hidden=(64, 64), model_max_epochs=100, model_train_freq=250, rollout_freq=250, rollout_batch_size=2000,
-                       rollout_max_length=1)
-    sac = polyrl.make("sac", "Pendulum-v1", seed=0, run_dir=tmp_path / "sac", **common)
-    for agent in (mbpo, sac):
-        agent.learn(steps, **QUIET)
-    r_mbpo, r_sac = mbpo.evaluate(10).mean_return, sac.evaluate(10).mean_return
-    assert r_mbpo > r_sac + 300, (r_mbpo, r_sac)
+    # MBPO (5 SAC updates per env step, half the batch from model rollouts) vs SAC's defaults (1 update per step on
+    # real data) after the same 2000 env steps, seeds 0 and 1; each seed in its own process so the two use both cores.
+    # About 100 CPU-seconds for the four runs (two per core: ~50 s wall on 2 idle cores; 100-150 s measured on a
+    # 2-core machine shared with other jobs). Measured: seed 0, MBPO -686 vs SAC -1393.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    runs = [(algo, seed) for seed in (0, 1) for algo in ("mbpo", "sac")]
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {run: pool.submit(_pendulum_return, *run, str(tmp_path / f"{run[0]}{run[1]}")) for run in runs}
+        returns = {run: f.result() for run, f in futures.items()}
+    for seed in (0, 1):
+        r_mbpo, r_sac = returns["mbpo", seed], returns["sac", seed]
+        assert r_mbpo > r_sac + 300, (seed, r_mbpo, r_sac)

@@ -19,6 +19,7 @@ This is the shared model of model-based OPE, MBPO/MOPO and Uni-O4.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,10 @@ class DynamicsConfig:
     max_holdout: int = 5000
     patience: int = 5
     max_epochs: int = 200
+    min_updates: int = 0
+    """Raise the epoch cap so that a fit may take at least this many gradient steps: on a small dataset (MBPO's
+    first fits, a few hundred transitions) an epoch is one or two steps, and ``max_epochs`` alone would stop the fit
+    long before the holdout error does. Early stopping still applies."""
     weight_decays: tuple[float, ...] | None = None
     """Per linear layer L2 coefficients (MBPO: 2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4) on the weights only;
     ``None``: ``weight_decay`` on every parameter."""
@@ -255,7 +260,8 @@ def fit_dynamics(obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor, 
 def train_dynamics(model: DynamicsEnsemble, opt: torch.optim.Optimizer, obs: Tensor, action: Tensor, reward: Tensor,
                    next_obs: Tensor, terminated: Tensor, *, generator: torch.Generator) -> dict[str, float]:
     """(Re)fit ``model`` in place on transitions ``[N, .]``: standardise inputs, train until no member's holdout
-    error improves by 1% for ``patience`` epochs (at most ``max_epochs``), restore the best weights, pick the elites.
+    error improves by 1% for ``patience`` epochs (at most ``max_epochs``, or more epochs when that many would give fewer
+    than ``min_updates`` gradient steps), restore the best weights, pick the elites.
 
     A model refitted on a growing buffer (MBPO) continues from its current weights and optimiser state.
     ``generator`` (on the CPU) draws the holdout split and the bootstrap resamples.
@@ -278,7 +284,9 @@ def train_dynamics(model: DynamicsEnsemble, opt: torch.optim.Optimizer, obs: Ten
     best = torch.full((cfg.n_members,), float("inf"))
     best_state = {k: v.clone() for k, v in model.state_dict().items()}
     stale, epochs = 0, 0
-    while epochs < cfg.max_epochs:
+    steps_per_epoch = max(math.ceil(len(train) / cfg.batch_size), 1)
+    max_epochs = max(cfg.max_epochs, math.ceil(cfg.min_updates / steps_per_epoch))
+    while epochs < max_epochs:
         epochs += 1
         # each member sees its own bootstrap resample of the training split
         boot = train[torch.randint(len(train), (cfg.n_members, len(train)), generator=gen).to(device)]
