@@ -1,7 +1,7 @@
 """World-model agent (``dreamer``): training throughput vs sequence length per backbone, and return at a budget.
 
     python benchmarks/world_model.py throughput                  # L = 16, 64, 256, 1024 for gru, transformer, ssm
-    python benchmarks/world_model.py returns                     # CartPole-v1 and polyrl/PixelCartPole-v0, 3 seeds
+    python benchmarks/world_model.py returns                     # CartPole-v1 and polyrl/PixelCartPole-v0, 10k steps, 2 seeds
     python benchmarks/world_model.py returns --quick             # smoke run (tiny budget, 1 seed; not written to results)
     python benchmarks/world_model.py --render                    # only regenerate BENCHMARKS.md from the JSON
 
@@ -189,8 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--tasks", default=",".join(RETURN_TASKS))
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--budget", type=int, default=20_000)
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--budget", type=int, default=10_000)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="smoke run: tiny budget, one seed, nothing written")
     p.add_argument("--render", action="store_true", help="only regenerate BENCHMARKS.md from the JSON")
