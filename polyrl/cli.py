@@ -60,7 +60,8 @@ def _train_parser(algo_name: str | None) -> argparse.ArgumentParser:
             names = [flag] if "_" not in f.name else [flag, "--" + f.name]
             default = f.default
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            help_text = f"{docs.get(f.name, '')} [{_type_name(hints[f.name])}, default {shown}]"
+            # argparse %-formats help strings: a literal % in a docstring ("5% real") must be doubled
+            help_text = f"{docs.get(f.name, '')} [{_type_name(hints[f.name])}, default {shown}]".replace("%", "%%")
             if hints[f.name] is bool:
                 group.add_argument(*names, dest=f"cfg__{f.name}", action=argparse.BooleanOptionalAction, default=None, help=help_text)
             else:

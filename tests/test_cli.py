@@ -114,3 +114,14 @@ def test_every_algorithm_gets_a_train_parser_without_option_clashes(name):
 
     parser = _train_parser(name)
     assert parser.format_help()
+
+
+def test_help_of_every_algorithm_renders(capsys):
+    # the options come from Config docstrings; argparse %-formats help, so a stray % would break --help
+    from polyrl import algos
+
+    for name in algos.names():
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", name, "--help"])
+        assert exit_info.value.code == 0, name
+        assert "config (from" in capsys.readouterr().out
