@@ -31,7 +31,7 @@ from polyrl.data.minari_io import load_any
 from polyrl.envs import RunningNorm, VecEnv
 from polyrl.errors import CheckpointError, ConfigError
 from polyrl.io import write_text_atomic
-from polyrl.train.checkpoint import LATEST, read_checkpoint, resolve, write_checkpoint
+from polyrl.train.checkpoint import LATEST, list_checkpoints, read_checkpoint, resolve, write_checkpoint
 from polyrl.train.evaluate import EvalResult, run_episodes
 from polyrl.train.trainer import Trainer, TrainSettings
 
@@ -53,23 +53,18 @@ class EpisodePolicy:
         self._started = False
 
     def __call__(self, obs: np.ndarray, episode_start: Any = None) -> np.ndarray:
-        agent = self.agent
-        obs = np.asarray(obs, dtype=np.float32)
-        single = obs.shape == agent.spec.obs_shape
-        batch = obs[None] if single else obs
-        n = batch.shape[0]
-        if not self._started:
-            first = np.ones(n, dtype=bool)
-        elif episode_start is None:
-            first = np.zeros(n, dtype=bool)
-        else:
-            first = np.broadcast_to(np.asarray(episode_start, dtype=bool).reshape(-1), (n,)).copy()
-        self._started = True
-        with torch.no_grad():
-            x = agent.obs_norm(torch.as_tensor(batch, device=agent.device))
-            action = self._policy(x, torch.as_tensor(first, device=agent.device)).cpu().numpy()
-        action = agent._env_for_actions().to_env_action(action)
-        return action[0] if single else action
+        def step(x: torch.Tensor) -> torch.Tensor:
+            n = x.shape[0]
+            if not self._started:
+                first = np.ones(n, dtype=bool)
+            elif episode_start is None:
+                first = np.zeros(n, dtype=bool)
+            else:
+                first = np.broadcast_to(np.asarray(episode_start, dtype=bool).reshape(-1), (n,)).copy()
+            self._started = True
+            return self._policy(x, torch.as_tensor(first, device=x.device))
+
+        return self.agent._apply(obs, step)
 
 
 class Agent:
@@ -209,14 +204,18 @@ class Agent:
         ``preference`` (``[K]`` weights over the objectives) selects the policy a
         multi-objective algorithm serves; it implies deterministic actions.
         """
+        if preference is not None:
+            return self._apply(obs, self.algo.preference_policy(self._preference(preference)))
+        return self._apply(obs, lambda x: self.algo.act(x, deterministic=deterministic))
+
+    def _apply(self, obs: np.ndarray, policy: Any) -> np.ndarray:
+        """Env actions of ``policy`` (normalised obs tensor ``[B, *O]`` -> normalised actions) for one raw observation
+        ``[*O]`` or a batch ``[B, *O]``."""
         obs = np.asarray(obs, dtype=np.float32)
         single = obs.shape == self.spec.obs_shape
         x = torch.as_tensor(obs[None] if single else obs, device=self.device)
         with torch.no_grad():
-            if preference is not None:
-                action = self.algo.preference_policy(self._preference(preference))(self.obs_norm(x)).cpu().numpy()
-            else:
-                action = self.algo.act(self.obs_norm(x), deterministic=deterministic).cpu().numpy()
+            action = policy(self.obs_norm(x)).cpu().numpy()
         action = self._env_for_actions().to_env_action(action)
         return action[0] if single else action
 
@@ -327,9 +326,7 @@ class Agent:
         path = self.save(ckdir / f"{prefix}{step:010d}")
         write_text_atomic(ckdir / LATEST, path.name)
         if keep > 0:
-            ordered = sorted((p for p in ckdir.glob("*step_*") if p.is_dir()),
-                             key=lambda p: (p.name.startswith("online_"), p.name.rsplit("_", 1)[-1]))
-            for old in ordered[:-keep]:
+            for old in list_checkpoints(ckdir.parent)[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)
         return path
 

@@ -302,11 +302,15 @@ class CMORL(Algorithm):
         """``(id, archived return vector, policy)`` of every archive entry, by id; each policy maps normalised
         observations to actions as archive evaluation does (mode, or samples with ``deterministic_eval=False``)."""
         s = self.state
-        filled = torch.nonzero(s.archive_id >= 0).flatten()
-        filled = filled[torch.argsort(s.archive_id[filled])].tolist()
         return [(int(s.archive_id[j]), s.archive_value[j].double().cpu().numpy(),
                  lambda obs, j=j: self._pick(self._policy_dist(s.archive_actor, s.archive_log_std, s.archive_obs_stats, j, obs)))
-                for j in filled]
+                for j in self._archive_slots().tolist()]
+
+    def _archive_slots(self) -> Tensor:
+        """The archive's filled slots, ordered by entry id (the order entries were kept in)."""
+        s = self.state
+        filled = torch.nonzero(s.archive_id >= 0).flatten()
+        return filled[torch.argsort(s.archive_id[filled])]
 
     def _served(self, preference: np.ndarray) -> tuple[EnsembleMLP, Tensor, Tensor, int]:
         """(actor ensemble, log-stds, member) of the policy served for ``preference``: the archive policy maximising
@@ -460,8 +464,7 @@ class CMORL(Algorithm):
         s, k = self.state, self.spec.reward_dim
         ref = self.reference_point()
         archive = ParetoArchive(k, ref if ref is not None else [-math.inf] * k, self.cfg.archive_size)
-        filled = torch.nonzero(s.archive_id >= 0).flatten()
-        filled = filled[torch.argsort(s.archive_id[filled])]
+        filled = self._archive_slots()
         archive.load_state_dict({"n_objectives": k, "ref_point": archive.ref_point.tolist(), "capacity": self.cfg.archive_size,
                                  "values": s.archive_value[filled].double().cpu().numpy(), "ids": s.archive_id[filled].tolist(),
                                  "next_id": int(s.next_id), "payloads": filled.tolist()})
@@ -551,8 +554,7 @@ class CMORL(Algorithm):
         from polyrl.morl.metrics import expected_utility, hypervolume, sparsity
 
         s = self.state
-        filled = torch.nonzero(s.archive_id >= 0).flatten()
-        order = filled[torch.argsort(s.archive_id[filled])]
+        order = self._archive_slots()
         values = s.archive_value[order].cpu().numpy().astype(float)
         ref = self.reference_point()
         out: dict[str, Any] = {"env": self.spec.env_id, "objectives": self.spec.reward_dim, "eval_gamma": self.cfg.eval_gamma,

@@ -20,6 +20,7 @@ back to D4RL's family constants; ``source=`` picks one explicitly.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -77,9 +78,14 @@ def _read_table(path: Path) -> dict[str, Reference]:
     return table
 
 
+@functools.cache
+def _shipped() -> dict[str, Reference]:
+    return _read_table(SHIPPED) if SHIPPED.exists() else {}
+
+
 def polyrl_references() -> dict[str, Reference]:
     """polyrl's measured references by exact env id: the shipped table, updated by ``$POLYRL_REFERENCES`` if set."""
-    table = _read_table(SHIPPED) if SHIPPED.exists() else {}
+    table = dict(_shipped())
     extra = os.environ.get("POLYRL_REFERENCES")
     if extra:
         table |= _read_table(Path(extra))

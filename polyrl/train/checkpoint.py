@@ -84,12 +84,13 @@ def write_checkpoint(path: str | Path, meta: dict[str, Any], weights: dict[str, 
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """The complete checkpoints under ``run_dir/checkpoints``, oldest first (by the step in their names)."""
+    """The complete checkpoints under ``run_dir/checkpoints``, oldest first: ``step_*`` by step, then an offline
+    algorithm's online phase (``online_step_*``, whose env steps count from 0 again)."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    return sorted((c for c in root.iterdir() if c.is_dir() and c.name.startswith("step_") and (c / "agent.json").exists()),
-                  key=lambda c: int(c.name.split("_")[1]) if c.name.split("_")[1].isdigit() else -1)
+    return sorted((c for c in root.glob("*step_*") if (c / "agent.json").exists()),
+                  key=lambda c: (c.name.startswith("online_"), c.name.rsplit("_", 1)[-1]))
 
 
 def resolve(path: str | Path) -> Path:
