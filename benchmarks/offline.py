@@ -57,14 +57,14 @@ RUN_TIMEOUT_S = 3600
 BUSY_WARNING = 0.25  # cores used by other processes during a run above which its timing is flagged
 
 # -- environments, dataset recipes and reference returns ------------------------------------------
-# Normalised score = 100 (R - R_random) / (R_expert - R_random). These are D4RL's published reference returns
-# (Fu et al. 2020, d4rl/infos.py), used until polyrl publishes reference returns measured on its own datasets.
-# They were measured on the v2 MuJoCo envs; the v5 envs used here are close but not identical.
+# Normalised score = 100 (R - R_random) / (R_expert - R_random), with the reference returns polyrl.data.reference()
+# picks for the env id: polyrl's own measurement of that exact id when it ships one (Hopper-v5: a uniformly random
+# policy and a 200k-step polyrl SAC), else D4RL's published constants for the family (measured on the v2 envs).
+# Every record names the source it used.
 ENVS: dict[str, dict[str, Any]] = {
-    "hopper": {"env_id": "Hopper-v5", "random": -20.272305, "expert": 3234.3},
-    "halfcheetah": {"env_id": "HalfCheetah-v5", "random": -280.178953, "expert": 12135.0},
+    "hopper": {"env_id": "Hopper-v5"},
+    "halfcheetah": {"env_id": "HalfCheetah-v5"},
 }
-REFERENCE_SOURCE = "D4RL reference returns (random/expert), until polyrl ships its own"
 KINDS = ("medium", "medium-replay", "medium-expert")
 DEFAULT_ENVS = ("hopper",)
 
@@ -118,8 +118,19 @@ def all_cases(envs: tuple[str, ...] = tuple(ENVS)) -> list[Case]:
     return [Case(e, k, a) for e in envs for k in KINDS for a in ALGOS]
 
 
+def env_reference(env: str) -> dict[str, Any]:
+    """The reference returns of ``env``'s normalised scores and their source, as stored in records and metadata."""
+    from polyrl.data.scores import reference
+
+    ref = reference(ENVS[env]["env_id"])
+    assert ref is not None, env
+    source = ("polyrl-measured (polyrl/data/references.json: " + ref.provenance.get("expert_policy", "")
+              + ")") if ref.source == "polyrl" else "D4RL published constants (v2 envs)"
+    return {"random": ref.random, "expert": ref.expert, "source": source}
+
+
 def normalized_score(env: str, ret: float) -> float:
-    ref = ENVS[env]
+    ref = env_reference(env)
     return 100.0 * (ret - ref["random"]) / (ref["expert"] - ref["random"])
 
 
@@ -129,7 +140,8 @@ NOTES = {
                      "dataset loading, statistics, PRDC's search-tree build and the final evaluation do not)",
     "normalized_score": f"100 (R - R_random) / (R_expert - R_random) of the mean return of {EVAL_EPISODES} "
                         f"deterministic episodes after training (env copies seeded seed + {EVAL_SEED_OFFSET} + i); "
-                        f"mean +- std over seeds; 'difference' = polyrl - peer; {REFERENCE_SOURCE}",
+                        "mean +- std over seeds; 'difference' = polyrl - peer; reference returns and their source in "
+                        "reference_returns",
 }
 
 
@@ -180,8 +192,7 @@ def make_data(envs: list[str], data_dir: Path, budget: dict[str, int], threads: 
         shutil.rmtree(run_dir, ignore_errors=True)
         base = {"made_by": "benchmarks/offline.py make-data", "sac": {"algo": "sac", "env_id": env_id,
                 "seed": SAC_SEED, "config": sac_cfg, "run_dir": str(run_dir)}, "budget": dict(budget),
-                "reference_returns": {"random": ENVS[env]["random"], "expert": ENVS[env]["expert"],
-                                      "source": REFERENCE_SOURCE}}
+                "reference_returns": env_reference(env)}
         print(f"{env}: SAC {env_id} for {medium_steps} env steps (medium policy)", flush=True)
         t0 = time.perf_counter()
         agent = polyrl.make("sac", env=env_id, seed=SAC_SEED, run_dir=run_dir, **sac_cfg)
@@ -239,7 +250,7 @@ def make_data_from_run(envs: list[str], data_dir: Path, source_run: Path, transi
             print(f"{env}: datasets exist in {data_dir} (--force to rebuild)", flush=True)
             continue
         base = {"made_by": f"benchmarks/offline.py make-data --from-run {source_run}",
-                "reference_returns": {"random": ENVS[env]["random"], "expert": ENVS[env]["expert"], "source": REFERENCE_SOURCE}}
+                "reference_returns": env_reference(env)}
         t0 = time.perf_counter()
         for kind, out in outputs.items():
             ds = make_dataset(f"{env}-{kind}", transitions, sources=data_dir / "_sources", source_run=source_run)
@@ -349,8 +360,7 @@ def make_records(case: Case, runs: dict[str, list[dict[str, Any]]], seeds: list[
                  polyrl_std=_round(s_ours, 1), peer_std=_round(s_peer, 1),
                  # standard error of the difference of the two means (0 with one seed: no noise estimate)
                  difference_se=_round(math.sqrt(s_ours**2 / n + s_peer**2 / n), 1),
-                 reference_returns={"random": ENVS[case.env]["random"], "expert": ENVS[case.env]["expert"],
-                                    "source": REFERENCE_SOURCE},
+                 reference_returns=env_reference(case.env),
                  notes=NOTES["normalized_score"],
                  runs={"polyrl": [_round(v, 1) for v in scores["polyrl"]], "peer": [_round(v, 1) for v in scores["d3rlpy"]]},
                  returns={"polyrl": [_round(r["eval_return"], 1) for r in runs["polyrl"]],
@@ -407,6 +417,12 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
         "difference = polyrl - d3rlpy, +- its standard error.",
         "",
     ]
+    refs: dict[str, dict[str, Any]] = {}
+    for r in recs:
+        if r.get("reference_returns"):
+            refs.setdefault(r["env_id"], r["reference_returns"])
+    refs_text = "; ".join(f"{env_id} {ref['random']:.2f} / {ref['expert']:.1f} ({ref.get('source', '?')})"
+                          for env_id, ref in sorted(refs.items()))
     busy = [r for r in recs if (r.get("max_background_load") or 0.0) > BUSY_WARNING]
     if busy:
         lines += [f"**Warning**: other processes competed for the CPU during {len(busy)} record(s) "
@@ -433,10 +449,10 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
         "",
         "How it is measured (identical for both libraries):",
         "",
-        "- **Datasets** are polyrl's own (`python benchmarks/offline.py make-data`), not D4RL's: one polyrl SAC "
-        "run per env; *medium* = transitions of its stochastic policy part-way through training, *expert* = at the "
-        "end, *medium-replay* = its replay buffer up to the medium point, *medium-expert* = medium followed by "
-        "expert. Budgets and provenance are in each dataset's `meta.json`. d3rlpy reads the same `.npy` files into "
+        "- **Datasets** are polyrl's own (`python benchmarks/offline.py make-data [--from-run SAC_RUN]`), not "
+        "D4RL's: one polyrl SAC run per env; *medium* = transitions of its stochastic policy part-way through "
+        "training, *expert* = at the end, *medium-replay* = its replay buffer up to the medium point, "
+        "*medium-expert* = medium followed by expert. Budgets and provenance are in each dataset's `meta.json`. d3rlpy reads the same `.npy` files into "
         "an `MDPDataset` (episodes rebuilt from the observation sequence; an episode cut without a flag is marked "
         "as a timeout; d3rlpy drops the last transition of each timed-out episode, whose next observation it does "
         "not store).",
@@ -453,9 +469,8 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
         "over the whole `learn`/`fit` call (`learn_call_updates_per_s`).",
         f"- **score**: normalised score `100 (R - R_random) / (R_expert - R_random)` of the mean return of "
         f"{EVAL_EPISODES} deterministic episodes after training, in env copies seeded `seed + {EVAL_SEED_OFFSET} + i`. "
-        "R_random and R_expert are D4RL's published reference returns (hopper -20.27 / 3234.3, halfcheetah "
-        "-280.18 / 12135.0), measured on the v2 envs, used until polyrl publishes reference returns of its own; "
-        "absolute scores are therefore not comparable with D4RL papers, only polyrl vs d3rlpy here. The budgets "
+        "R_random and R_expert are the reference returns `polyrl.data.reference` picks for the env id, stored in "
+        "each record: " + refs_text + ". The budgets "
         "are far below the papers' 1M gradient steps, so scores are early-training scores.",
         END,
     ]
@@ -497,7 +512,7 @@ def main_make_data(argv: list[str]) -> None:
     unknown = set(envs) - set(ENVS)
     if unknown:
         raise SystemExit(f"unknown env(s) {sorted(unknown)}; known: {', '.join(ENVS)}")
-    data_dir = args.data_dir or (QUICK_DATA_DIR if args.quick else DATA_DIR)
+    data_dir = (args.data_dir or (QUICK_DATA_DIR if args.quick else DATA_DIR)).resolve()
     if args.from_run is not None:
         if len(envs) != 1:
             raise SystemExit("--from-run makes the datasets of one env: pass --env with the run's env")
@@ -602,7 +617,7 @@ def main(argv: list[str] | None = None) -> None:
         cases = [c for c in cases if c.algo != "prdc"]
         if not cases:
             raise SystemExit("nothing left to run")
-    data_dir = args.data_dir or (QUICK_DATA_DIR if args.quick else DATA_DIR)
+    data_dir = (args.data_dir or (QUICK_DATA_DIR if args.quick else DATA_DIR)).resolve()
     missing = missing_datasets(cases, data_dir)
     if missing and args.quick:
         envs = sorted({c.env for c in cases if dataset_path(data_dir, c) in missing}, key=list(ENVS).index)

@@ -43,7 +43,7 @@ from typing import Any
 from _results import cached, merged_records, say, write_results, write_section
 
 # The dataset machinery (recipes, locations, reference returns) is the offline benchmark's.
-from offline import DATA_DIR, ENVS, MAKE_DATA_QUICK, QUICK_DATA_DIR, REFERENCE_SOURCE, make_data
+from offline import DATA_DIR, ENVS, MAKE_DATA_QUICK, QUICK_DATA_DIR, env_reference, make_data
 from online import _round, machine_info, median_or_none
 
 HERE = Path(__file__).resolve().parent
@@ -135,8 +135,7 @@ def dataset_info(path: Path) -> dict[str, Any]:
     from polyrl.data import Dataset
 
     meta = json.loads((path / "meta.json").read_text())
-    ref = meta.get("reference_returns") or {"random": ENVS[ENV]["random"], "expert": ENVS[ENV]["expert"],
-                                            "source": REFERENCE_SOURCE}
+    ref = env_reference(ENV)  # polyrl's measured references for the env id when shipped, else D4RL's
     info = Dataset.load(path).info()
     behaviour = score(info["mean_return"], ref)
     return {"path": str(path), "transitions": info["transitions"], "episodes": info["episodes"],
@@ -471,9 +470,9 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
         + "; ".join(f"{t}: R_random {d['reference_returns']['random']:.2f}, R_expert {d['reference_returns']['expert']:.1f}"
                     f" ({d['reference_returns'].get('source')})" for t, d in data.get("datasets", {}).items()
                     if t in tasks)
-        + " - the reference returns each dataset's `meta.json` carries: D4RL's published values for the v2 envs "
-        "(polyrl's runs are on Hopper-v5), so absolute scores are not comparable with D4RL papers; the datasets "
-        "are polyrl's own (`python benchmarks/offline.py make-data`) and far weaker than D4RL's (see the behaviour "
+        + " - the references `polyrl.data.reference` picks for the env id (polyrl's own measurement when it ships "
+        "one), so absolute scores are not comparable with D4RL papers; the datasets are polyrl's own "
+        "(`python benchmarks/offline.py make-data`; their provenance is in each `meta.json`; see the behaviour "
         "scores). Evaluation env copies are seeded `seed + 10000 + i`.",
         f"- **Columns**: *offline score*: the evaluation at the end of offline training (Uni-O4: of the member "
         f"selected); *first online eval*: the first evaluation after the hand-off (@ its env step); *drop*: offline "
@@ -611,7 +610,7 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         raise SystemExit("polyrl is not importable here: run this with the interpreter polyrl is installed in") from None
 
-    data_dir = args.data_dir or DATA_DIR
+    data_dir = (args.data_dir or DATA_DIR).resolve()  # the runs start in their own directories
     missing = [d for d in datasets if not (data_dir / d / "meta.json").exists()]
     if missing and args.quick and args.data_dir is None:  # smoke run: tiny datasets of the same recipes
         data_dir = QUICK_DATA_DIR

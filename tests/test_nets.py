@@ -67,6 +67,16 @@ def test_tanh_gaussian_log_prob_change_of_variables():
     torch.testing.assert_close(d.log_prob(a), logp, atol=1e-3, rtol=1e-3)
 
 
+def test_tanh_gaussian_repeat_rows_gives_n_samples_per_row():
+    mean, log_std = torch.tensor([[0.5, -0.5], [-2.0, 2.0]]), torch.tensor([[-1.0, -1.0], [-3.0, -3.0]])
+    d = TanhGaussian(mean, log_std).repeat_rows(3)
+    a, logp = d.rsample_with_log_prob()
+    assert a.shape == (6, 2) and logp.shape == (6,)
+    torch.testing.assert_close(d.mode(), torch.tanh(mean).repeat_interleave(3, dim=0))
+    torch.testing.assert_close(logp, TanhGaussian(mean.repeat_interleave(3, 0), log_std.repeat_interleave(3, 0)).log_prob(a),
+                               atol=1e-3, rtol=1e-3)
+
+
 def test_categorical_matches_torch():
     logits = torch.randn(4, 5)
     a = torch.tensor([0, 4, 2, 1])

@@ -22,7 +22,8 @@ actor minimises ``E[alpha log pi(a~|s) - log pi(a_D|s)]`` (imitating the
 dataset's actions ``a_D``) instead of SAC's loss; 0 (the default) starts with SAC's.
 
 Deviations from the authors' code: the three action samples are scored in
-one batched critic pass.
+one batched critic pass, and the policy's ``n`` samples per state are drawn
+from one actor pass over the states (not one per repeated state).
 """
 
 from __future__ import annotations
@@ -119,14 +120,13 @@ class CQL(Algorithm):
         c, s = self.cfg, self.state
         b, n, d = batch.obs.shape[0], c.n_action_samples, self.spec.action_dim
         obs_rep = batch.obs.repeat_interleave(n, dim=0)
-        next_rep = batch.next_obs.repeat_interleave(n, dim=0)
         with torch.no_grad():
             uniform = torch.rand(b * n, d, device=self.device) * 2.0 - 1.0
-            pi_a, pi_logp = s.actor(obs_rep).rsample_with_log_prob()
-            next_a, next_logp = s.actor(next_rep).rsample_with_log_prob()
-        actions = torch.cat([uniform, pi_a, next_a])
+            # pi(.|s) then pi(.|s'), n samples per state from one actor pass over the 2B states
+            pi_a, pi_logp = s.actor(torch.cat([batch.obs, batch.next_obs])).repeat_rows(n).rsample_with_log_prob()
+        actions = torch.cat([uniform, pi_a])
         q = s.critic(torch.cat([obs_rep, obs_rep, obs_rep]), actions)  # one batched pass, [E, 3BN]
-        log_density = torch.cat([torch.full((b * n,), -d * math.log(2.0), device=self.device), pi_logp, next_logp])
+        log_density = torch.cat([torch.full((b * n,), -d * math.log(2.0), device=self.device), pi_logp])
         weighted = (q - log_density).view(q.shape[0], 3, b, n)
         return weighted.permute(0, 2, 1, 3).reshape(q.shape[0], b, 3 * n)
 

@@ -72,6 +72,11 @@ class TanhGaussian:
     def mode(self) -> Tensor:
         return torch.tanh(self.base.mean)
 
+    def repeat_rows(self, n: int) -> TanhGaussian:
+        """The same distributions with each row repeated ``n`` times (row ``i`` becomes rows ``i n .. i n + n - 1``):
+        ``n`` samples per state from one network pass over the states."""
+        return TanhGaussian(self.base.mean.repeat_interleave(n, dim=0), self.base.log_std.repeat_interleave(n, dim=0))
+
 
 class Categorical:
     """Categorical distribution from unnormalised logits ``[..., A]``."""
