@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from _results import merged_records, record_key, write_results, write_section
-from offline import DATA_DIR, ENVS, MAKE_DATA, MAKE_DATA_QUICK, QUICK_DATA_DIR, make_data
+from offline import DATA_DIR, MAKE_DATA, MAKE_DATA_QUICK, QUICK_DATA_DIR, env_reference, make_data
 from online import _round, machine_info
 
 HERE = Path(__file__).resolve().parent
@@ -125,11 +125,10 @@ def estimate_s(run: Run) -> float:
 
 
 # -- one run (in its own process) ----------------------------------------------------------------
-def run_one(run: Run, quick: bool, out: Path) -> dict[str, Any]:
+def run_one(run: Run, quick: bool, out: Path, data_dir: Path) -> dict[str, Any]:
     import torch
 
     import polyrl
-    from polyrl.data.scores import reference
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -147,28 +146,29 @@ def run_one(run: Run, quick: bool, out: Path) -> dict[str, Any]:
             returns[str(step)] = agent.evaluate(episodes, seed=10_000 + run.seed).mean_return
         result = {"returns": returns, "config": cfg}
     else:
-        data = (QUICK_DATA_DIR if quick else DATA_DIR) / run.task
+        data = data_dir / run.task
         cfg = dict(OFFLINE_ALGOS[run.algo])
         if quick and run.algo == "mopo":
             cfg.update(model_max_epochs=2, rollout_batch_size=200, rollout_freq=100)
         agent = polyrl.make(run.algo, dataset=data, seed=run.seed, run_dir=out / "run", **cfg)
         agent.learn(QUICK_OFFLINE_UPDATES if quick else OFFLINE_UPDATES, **settings)
         ret = agent.evaluate(episodes, seed=10_000 + run.seed).mean_return
-        ref = reference(agent.env_id)
-        score = ref.score(ret) if ref is not None else 100.0 * (ret - ENVS["hopper"]["random"]) / (ENVS["hopper"]["expert"] - ENVS["hopper"]["random"])
-        result = {"return": ret, "normalized_score": score, "config": cfg}
+        ref = env_reference("hopper")  # the datasets are Hopper-v5's
+        score = 100.0 * (ret - ref["random"]) / (ref["expert"] - ref["random"])
+        result = {"return": ret, "normalized_score": score, "reference_returns": ref, "dataset": str(data), "config": cfg}
     result |= {"run": asdict(run), "wall_s": time.perf_counter() - t0}
     agent.close()
     return result
 
 
-def launch(run: Run, quick: bool, base: Path) -> dict[str, Any] | None:
+def launch(run: Run, quick: bool, base: Path, data_dir: Path) -> dict[str, Any] | None:
     out = base / run.key
     res_file = out / "result.json"
     if res_file.exists():
         return json.loads(res_file.read_text())
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_run", json.dumps(asdict(run)), "--_out", str(out)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--_run", json.dumps(asdict(run)), "--_out", str(out),
+           "--data-dir", str(data_dir)]
     if quick:
         cmd.append("--quick")
     with open(out / "log.txt", "w") as log:
@@ -302,7 +302,9 @@ def online_records(results: dict[str, dict[str, Any]], quick: bool, date: str) -
     return records
 
 
-def offline_records(results: dict[str, dict[str, Any]], quick: bool, date: str) -> list[dict[str, Any]]:
+def offline_records(results: dict[str, dict[str, Any]], quick: bool, date: str, data_arg: str = "") -> list[dict[str, Any]]:
+    """One record per dataset: MOPO's median score against the best of TD3+BC and IQL (``data_arg``: the
+    ``--data-dir`` option the runs used, repeated in the record's command)."""
     records = []
     for ds in DATASETS:
         scores = {a: [r["normalized_score"] for r in results.values() if r["run"]["algo"] == a and r["run"]["task"] == ds]
@@ -321,7 +323,9 @@ def offline_records(results: dict[str, dict[str, Any]], quick: bool, date: str) 
             "budget": f"{QUICK_OFFLINE_UPDATES if quick else OFFLINE_UPDATES} gradient updates",
             "baselines": {a: _round(m, 1) for a, m in baselines.items()},
             "runs": {a: [_round(v, 1) for v in vs] for a, vs in scores.items()}, "date": date,
-            "command": f"python benchmarks/model_based.py --part offline --task {ds}{' --quick' if quick else ''}",
+            "command": f"python benchmarks/model_based.py --part offline --task {ds}{data_arg}{' --quick' if quick else ''}",
+            "reference_returns": next((r.get("reference_returns") for r in results.values()
+                                       if r["run"]["task"] == ds and r.get("reference_returns")), None),
         })
     return records
 
@@ -391,12 +395,15 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="tiny budgets, one seed; results under benchmarks/.work/")
     p.add_argument("--list", action="store_true", help="print the runs and a time estimate")
     p.add_argument("--render", action="store_true", help="only regenerate BENCHMARKS.md from the results JSON")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help=f"offline datasets (default {DATA_DIR.relative_to(ROOT)}; made there if missing)")
     p.add_argument("--_run", help=argparse.SUPPRESS)
     p.add_argument("--_out", help=argparse.SUPPRESS)
     args = p.parse_args()
+    data_dir = (args.data_dir or (QUICK_DATA_DIR if args.quick else DATA_DIR)).resolve()
     if args._run:
         out = Path(args._out)
-        res = run_one(Run(**json.loads(args._run)), args.quick, out)
+        res = run_one(Run(**json.loads(args._run)), args.quick, out, data_dir)
         (out / "result.json").write_text(json.dumps(res, indent=2))
         return
     if args.render:
@@ -415,14 +422,16 @@ def main() -> None:
         return
     date = datetime.date.today().isoformat()
     records: list[dict[str, Any]] = []
-    if any(not r.online for r in runs):
-        make_data(["hopper"], QUICK_DATA_DIR if args.quick else DATA_DIR, MAKE_DATA_QUICK if args.quick else MAKE_DATA, 1, False)
-    base = WORK / ("quick" if args.quick else "full")
+    if any(not r.online for r in runs) and args.data_dir is None:
+        make_data(["hopper"], data_dir, MAKE_DATA_QUICK if args.quick else MAKE_DATA, 1, False)
+    # runs are cached by key under base; datasets from another directory get their own cache
+    base = WORK / ("quick" if args.quick else "full") / ("" if args.data_dir is None else f"data-{data_dir.name}")
     print(f"{len(runs)} runs, --jobs {args.jobs}", flush=True)
     with ThreadPoolExecutor(max(args.jobs, 1)) as pool:
-        done = list(pool.map(lambda r: (r, launch(r, args.quick, base)), runs))
+        done = list(pool.map(lambda r: (r, launch(r, args.quick, base, data_dir)), runs))
     results = {r.key: res for r, res in done if res is not None}
-    records += online_records(results, args.quick, date) + offline_records(results, args.quick, date)
+    data_arg = "" if args.data_dir is None else f" --data-dir {args.data_dir}"
+    records += online_records(results, args.quick, date) + offline_records(results, args.quick, date, data_arg)
     if "throughput" in parts:
         records += throughput(args.quick)
     save(records, args.quick)
