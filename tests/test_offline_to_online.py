@@ -176,10 +176,39 @@ def test_selection_modes(tiny_datasets):
         agent = _unio4(tiny_datasets, selection=mode)
         agent.learn(30, **QUIET)
         rows = agent.algo.end_offline(agent.evaluate_policy)
-        assert rows["select/member"] == int(agent.algo.state.selected)
+        assert rows["select/member"] == int(agent.algo.state.selected) % agent.cfg.n_policies
         assert any(k.startswith("select/return_") for k in rows) == (mode == "ope_eval")
+        assert any(k.startswith("select/bc_return_") for k in rows) == (mode == "ope_eval")
         if mode == "ope":
-            assert rows["select/member"] == int(agent.algo.state.best_score.argmax())
+            assert rows["select/member"] == int(agent.algo.state.best_score.argmax()) and rows["select/bc"] == 0.0
+
+
+def test_selection_deploys_a_bc_start_that_beats_every_reference(tiny_datasets):
+    """Behaviour PPO made every reference worse in the env: "ope_eval" deploys the BC policy it started from."""
+    agent = _unio4(tiny_datasets, selection="ope_eval", selection_top_k=2)
+    agent.learn(30, **QUIET)
+    algo, s = agent.algo, agent.algo.state
+    with torch.no_grad():  # make the references differ from their BC starting points
+        for p in s.references.parameters():
+            p.add_(0.5)
+    policies = algo.candidates()
+    assert list(policies)[-1] == f"bc {agent.cfg.n_policies - 1}"
+
+    class Result:
+        def __init__(self, r: float) -> None:
+            self.mean_return = r
+
+    obs = torch.zeros(1, agent.spec.obs_dim)
+    wanted = {name: policies[name](obs) for name in policies}
+
+    def evaluate(policy, episodes):  # real return: 10 for a BC start, 0 for a reference
+        out = policy(obs)
+        name = next(n for n, a in wanted.items() if torch.equal(a, out))
+        return Result(10.0 if name.startswith("bc") else 0.0)
+
+    rows = algo.end_offline(evaluate)
+    assert rows["select/bc"] == 1.0 and algo.deployed_candidate() == f"bc {rows['select/member']}"
+    torch.testing.assert_close(s.actor(obs).mode()[0], wanted[algo.deployed_candidate()])
 
 
 def test_sarsa_critics_and_mc_online_critic(tiny_datasets):
@@ -211,7 +240,7 @@ def test_pipeline_runs_end_to_end_and_writes_a_report(tiny_datasets, tmp_path):
     state = Pipeline(_pipeline_cfg(tiny_datasets), tmp_path, progress=False).run()
     assert [state["stages"][s]["status"] for s in STAGES] == ["done"] * len(STAGES)
     ope = json.loads((tmp_path / "ope.json").read_text())
-    assert len(ope["candidates"]) == 2 and sum(c["selected"] for c in ope["candidates"]) == 1
+    assert len(ope["candidates"]) == 4 and sum(c["selected"] for c in ope["candidates"]) == 1  # 2 members: references and BC starts
     assert all(c["ci_low"] <= c["estimate"] <= c["ci_high"] for c in ope["candidates"])
     scores = json.loads((tmp_path / "scores.json").read_text())
     assert [p["name"] for p in scores["phases"]] == ["offline", "online"]

@@ -27,8 +27,10 @@ Offline (``update`` on dataset batches), the budget of ``T`` updates splits in t
    whose score beats its best so far becomes its own new reference (``pi_i_old <- pi_i``).
 3. **Selection** (``end_offline``): the member deployed is the reference with the best
    OPE score (``selection="ope"``), or the best of the ``selection_top_k`` by OPE after
-   ``selection_episodes`` real episodes each (``"ope_eval"``, the authors' procedure).
-   It is copied into ``actor``, the single policy that acts and continues online.
+   ``selection_episodes`` real episodes each (``"ope_eval"``, the authors' procedure;
+   with ``selection_bc``, the BC policies those members started behaviour PPO from run
+   the same episodes and compete too). It is copied into ``actor``, the single policy
+   that acts and continues online.
 
 Online (``Agent.start_online``; on-policy rollouts), the same clipped objective continues
 as PPO from ``actor`` and the offline ``V`` (or, with ``online_critic="mc"``, ``V`` re-fit on
@@ -52,6 +54,13 @@ Choices where the paper, its code and a CPU budget differ (each a config field):
 * critics are 256-256 (authors: Q 1024-1024, V 512-512-512), ``q_hidden``/``v_hidden``;
 * the deployed member is its *reference* (the last version the gate accepted), not the
   last iterate, so what is deployed is what OPE validated;
+* ``selection_bc`` (on by default) lets "ope_eval" fall back to a member's BC starting
+  point: on polyrl's hopper-medium (100k transitions of a SAC policy, 8000 pretraining
+  + 2000 behaviour-PPO updates, seed 0) behaviour PPO lowered the four members' real
+  returns from 2404-2767 (BC) to 364-1297 while the gate, scored with the same critic,
+  rated every step an improvement (OPE 42 -> 44) and accepted 37 of 80 proposals; at
+  budgets this far below the authors' ~2e6 critic updates the critic is the weak link,
+  and the real episodes of "ope_eval" are what can see it;
 * the log-std map is one smooth map into [-5, 0] offline and online (the authors' code
   applies an extra tanh when reloading the actor online, a known quirk);
 * per-member gradient-norm clipping, so members train independently as separate networks would;
@@ -153,6 +162,10 @@ class UniO4Config(OfflineConfig):
     """Members evaluated in the env when selection is "ope_eval"."""
     selection_episodes: int = 5
     """Episodes per evaluated member when selection is "ope_eval"."""
+    selection_bc: bool = True
+    """With "ope_eval", also run those episodes for the BC policy each of the top k started behaviour PPO from,
+    and deploy it when it does better (behaviour PPO can exploit critic errors that the gate, scored with the
+    same critic, does not see)."""
     # -- online PPO ----------------------------------------------------------------------------
     n_steps: int = 2048
     """Online: env steps per env per rollout."""
@@ -189,6 +202,8 @@ class UniO4State:
     """The N ensemble members pi_i (BC, then behaviour PPO)."""
     references: GaussianEnsemblePolicy
     """Their references pi_i_old, replaced by the OPE gate."""
+    bc: GaussianEnsemblePolicy
+    """The BC members as behaviour PPO began (each member's starting point); frozen."""
     actor: GaussianEnsemblePolicy
     """The deployed policy (one member): acts, and learns online."""
     dynamics: DynamicsEnsemble
@@ -203,7 +218,8 @@ class UniO4State:
     model_ready: Tensor
     """1 once the dynamics model is fitted and behaviour PPO has begun."""
     selected: Tensor
-    """Index of the deployed member (-1 before selection)."""
+    """Index into ``candidates()`` of the deployed policy: ``i`` the reference of member ``i``, ``N + i`` its BC
+    starting point (-1 before selection)."""
 
 
 class UniO4(Algorithm):
@@ -241,7 +257,8 @@ class UniO4(Algorithm):
                            {"params": value.parameters(), "lr": c.online_critic_lr}], c.online_actor_lr, eps=1e-5)
         return UniO4State(
             critic, copy.deepcopy(critic).requires_grad_(False), value, policies,
-            copy.deepcopy(policies).requires_grad_(False), actor, dynamics.requires_grad_(False),
+            copy.deepcopy(policies).requires_grad_(False), copy.deepcopy(policies).requires_grad_(False), actor,
+            dynamics.requires_grad_(False),
             adam(critic.parameters(), c.critic_lr), adam(value.parameters(), c.critic_lr),
             adam(policies.parameters(), c.bc_lr), adam(policies.parameters(), c.bppo_lr), online_opt,
             torch.ones((), device=dev), torch.zeros(c.n_policies, device=dev),
@@ -297,13 +314,16 @@ class UniO4(Algorithm):
         return self.state.value(obs)
 
     def candidates(self) -> dict[str, Callable[[Tensor], Tensor]]:
-        """One deterministic policy per member: its reference once behaviour PPO has begun, else its BC policy."""
-        net = self.state.references if bool(self.state.model_ready) else self.state.policies
-        return {f"member {i}": (lambda obs, i=i: net(obs, members=slice(i, i + 1)).mode()[0]) for i in range(self.cfg.n_policies)}
+        """Deterministic policies, in ``selected``'s order: each member's reference (``"member i"``; its BC policy
+        before behaviour PPO), then, once behaviour PPO has begun, the BC policy each member started from (``"bc i"``)."""
+        s, n = self.state, self.cfg.n_policies
+        nets = [("member", s.references)] + [("bc", s.bc)] if bool(s.model_ready) else [("member", s.policies)]
+        return {f"{name} {i}": (lambda obs, i=i, net=net: net(obs, members=slice(i, i + 1)).mode()[0])
+                for name, net in nets for i in range(n)}
 
     def deployed_candidate(self) -> str:
         selected = int(self.state.selected)
-        return f"member {selected}" if selected >= 0 else "member 0"  # before selection: the first BC member acts
+        return list(self.candidates())[selected] if selected >= 0 else "member 0"  # before selection: the first BC member
 
     # -- updates -------------------------------------------------------------------------------
     def update(self, batch: TransitionBatch | Rollout) -> dict[str, float | Tensor]:
@@ -409,6 +429,7 @@ class UniO4(Algorithm):
                                 cfg=DynamicsConfig(hidden=c.model_hidden, max_epochs=c.model_epochs), seed=self.n_updates)
         s.dynamics.load_state_dict(model.state_dict())
         s.references.load_state_dict(s.policies.state_dict())
+        s.bc.load_state_dict(s.policies.state_dict())
         s.best_score.copy_(self.gate_scores(s.references))
         s.model_ready.fill_(1.0)
         self._deploy(int(s.best_score.argmax()))
@@ -453,9 +474,12 @@ class UniO4(Algorithm):
         return {"train/gate_replaced": improved.float().sum(), "train/ope_best": s.best_score.max(),
                 "train/ope_score": scores.mean()}
 
-    def _deploy(self, member: int) -> None:
-        copy_members(self.state.actor, self.state.references, 0, member)
-        self.state.selected.fill_(member)
+    def _deploy(self, candidate: int) -> None:
+        """Copy candidate ``candidate`` (see ``selected``) into ``actor``."""
+        n = self.cfg.n_policies
+        source = self.state.references if candidate < n else self.state.bc
+        copy_members(self.state.actor, source, 0, candidate % n)
+        self.state.selected.fill_(candidate)
 
     def end_offline(self, evaluate: Any) -> dict[str, Any]:
         """Select the member to deploy (``selection``) and copy its reference into ``actor``."""
@@ -467,11 +491,17 @@ class UniO4(Algorithm):
         pick = order[0]
         if c.selection == "ope_eval":
             policies = self.candidates()
-            returns = {i: evaluate(policies[f"member {i}"], c.selection_episodes).mean_return for i in order[:c.selection_top_k]}
+            top = order[:c.selection_top_k]
+            returns = {i: evaluate(policies[f"member {i}"], c.selection_episodes).mean_return for i in top}
             metrics |= {f"select/return_{i}": r for i, r in returns.items()}
+            if c.selection_bc:
+                bc_returns = {c.n_policies + i: evaluate(policies[f"bc {i}"], c.selection_episodes).mean_return for i in top}
+                metrics |= {f"select/bc_return_{i - c.n_policies}": r for i, r in bc_returns.items()}
+                returns |= bc_returns
             pick = max(returns, key=returns.__getitem__)
         self._deploy(pick)
-        metrics["select/member"] = pick
+        metrics["select/member"] = pick % c.n_policies
+        metrics["select/bc"] = float(pick >= c.n_policies)
         return metrics
 
     # -- online --------------------------------------------------------------------------------
