@@ -81,7 +81,8 @@ QUICK = Budget(seeds=1, offline_updates=200, online_steps=3_000, offline_eval_ev
 
 # Config fields passed to polyrl.make; everything else is the algorithm's default. Uni-O4: polyrl's defaults
 # (4 members, IQL-style critics, 20% of the offline budget behaviour PPO, "ope_eval" selection: the best of the 3
-# top-OPE members after 5 real episodes each, as the authors do) except batch 256 instead of 512: it halves the
+# top-OPE members after 5 real episodes each, as the authors do, or of the BC policies they started from) except
+# batch 256 instead of 512: it halves the
 # cost of an update (measured ~46 vs ~25 updates/s on one loaded core), which the CPU budget needs, and gives
 # every offline method the same 256 transitions per update.
 METHODS: dict[str, dict[str, Any]] = {
@@ -458,10 +459,10 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
         "fit the CPU budget, and the same transitions per update as IQL and TD3+BC), IQL-style critics (256x256), 4-member BC ensemble with "
         "the KL diversity term, the last 20% of the offline updates behaviour PPO with the OPE gate (a 7-member "
         "dynamics ensemble fitted when that phase starts, horizon-20 rollouts), deployment by `ope_eval` (the best of "
-        "the 3 top-OPE members after 5 real episodes each: the authors' procedure, so 15 env episodes are used "
-        "before the hand-off), then PPO online (2048-step rollouts, clip 0.05, actor lr 3e-5, critic lr 2e-4). The selection episodes "
-        "use the same env seeds as the evaluation, so 5 of the 10 episodes behind Uni-O4's offline score are the "
-        "ones its member was picked on (a small optimistic bias). "
+        "the 3 top-OPE members after 5 real episodes each, the authors' procedure, plus polyrl's `selection_bc`: "
+        "the BC policies those 3 started behaviour PPO from run the same episodes and are deployed if better; "
+        "30 env episodes before the hand-off, on env seeds of their own, not the evaluation's), then PPO online "
+        "(2048-step rollouts, clip 0.05, actor lr 3e-5, critic lr 2e-4). "
         "IQL (expectile 0.7, beta 3) and TD3+BC (alpha 2.5) fine-tune with one update per env step from a fresh "
         "replay buffer, each batch half dataset, half online, after 1000 warm-up steps with the offline policy. "
         "PPO: polyrl's PPO defaults (SB3-like: 2048-step rollouts, 64x64 tanh, lr 3e-4) with observation "
