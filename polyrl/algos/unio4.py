@@ -482,7 +482,8 @@ class UniO4(Algorithm):
         self.state.selected.fill_(candidate)
 
     def end_offline(self, evaluate: Any) -> dict[str, Any]:
-        """Select the member to deploy (``selection``) and copy its reference into ``actor``."""
+        """Select the policy to deploy (``selection``: a member's reference, or with ``selection_bc`` its BC starting
+        point) and copy it into ``actor``."""
         c, s = self.cfg, self.state
         if not bool(s.model_ready):  # the budget ended before behaviour PPO began
             self._start_behaviour_ppo()
