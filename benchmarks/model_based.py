@@ -45,7 +45,15 @@ from pathlib import Path
 from typing import Any
 
 from _results import merged_records, record_key, write_results, write_section
-from offline import DATA_DIR, MAKE_DATA, MAKE_DATA_QUICK, QUICK_DATA_DIR, env_reference, make_data
+from offline import (
+    DATA_DIR,
+    MAKE_DATA,
+    MAKE_DATA_QUICK,
+    QUICK_DATA_DIR,
+    env_reference,
+    make_data,
+    normalized_score,
+)
 from online import _round, machine_info
 
 HERE = Path(__file__).resolve().parent
@@ -153,9 +161,8 @@ def run_one(run: Run, quick: bool, out: Path, data_dir: Path) -> dict[str, Any]:
         agent = polyrl.make(run.algo, dataset=data, seed=run.seed, run_dir=out / "run", **cfg)
         agent.learn(QUICK_OFFLINE_UPDATES if quick else OFFLINE_UPDATES, **settings)
         ret = agent.evaluate(episodes, seed=10_000 + run.seed).mean_return
-        ref = env_reference("hopper")  # the datasets are Hopper-v5's
-        score = 100.0 * (ret - ref["random"]) / (ref["expert"] - ref["random"])
-        result = {"return": ret, "normalized_score": score, "reference_returns": ref, "dataset": str(data), "config": cfg}
+        result = {"return": ret, "normalized_score": normalized_score("hopper", ret),  # the datasets are Hopper-v5's
+                  "reference_returns": env_reference("hopper"), "dataset": str(data), "config": cfg}
     result |= {"run": asdict(run), "wall_s": time.perf_counter() - t0}
     agent.close()
     return result

@@ -317,7 +317,7 @@ class UniO4(Algorithm):
         """Deterministic policies, in ``selected``'s order: each member's reference (``"member i"``; its BC policy
         before behaviour PPO), then, once behaviour PPO has begun, the BC policy each member started from (``"bc i"``)."""
         s, n = self.state, self.cfg.n_policies
-        nets = [("member", s.references)] + [("bc", s.bc)] if bool(s.model_ready) else [("member", s.policies)]
+        nets = [("member", s.references), ("bc", s.bc)] if bool(s.model_ready) else [("member", s.policies)]
         return {f"{name} {i}": (lambda obs, i=i, net=net: net(obs, members=slice(i, i + 1)).mode()[0])
                 for name, net in nets for i in range(n)}
 
