@@ -18,7 +18,7 @@ Parts:
 * ``offline``: MOPO, TD3+BC and IQL learn ``OFFLINE_UPDATES`` gradient updates
   from polyrl's Hopper medium and medium-replay datasets (made by
   ``python benchmarks/offline.py make-data``; built here if missing), scored
-  with D4RL's reference returns like the offline benchmark.
+  with the reference returns ``polyrl.data.reference`` picks, like the offline benchmark.
 * ``throughput``: one batched 7-member ensemble (stacked weights) against 7
   separate ``nn.Sequential`` models of the same shape, for a prediction pass
   and a training step at Hopper's sizes; ratio = separate time / batched time.
@@ -351,7 +351,8 @@ def render(data: dict[str, Any]) -> str:
         lines.append("")
     offline = [r for r in recs if r["metric"] == "normalized_score"]
     if offline:
-        lines += ["**MOPO vs TD3+BC and IQL** (D4RL-normalised score, median over seeds, same gradient-update budget):", "",
+        lines += ["**MOPO vs TD3+BC and IQL** (normalised score with the reference returns in each record, median over "
+                  "seeds, same gradient-update budget):", "",
                   "| Dataset | Updates | MOPO | TD3+BC | IQL |", "| --- | --- | --- | --- | --- |"]
         lines += [f"| {r['task']} | {r['budget'].split()[0]} | {r['polyrl']} | {r['baselines'].get('td3bc')} | {r['baselines'].get('iql')} |"
                   for r in offline]

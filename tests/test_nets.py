@@ -128,3 +128,23 @@ def test_ensemble_inference_in_chunks_equals_one_pass():
     torch.testing.assert_close(chunked, whole.detach())
     with torch.no_grad():
         torch.testing.assert_close(net(x, slice(1, 3)), whole.detach()[1:3])
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_ensemble_member_by_member_path_equals_batched(shared: bool):
+    """Large autograd batches run member by member; values and gradients match the batched matmuls."""
+    torch.manual_seed(0)
+    net = EnsembleMLP(3, 5, 2, (16, 16), "relu")
+    x = torch.randn(40, 5) if shared else torch.randn(3, 40, 5)
+    grads = []
+    for rows in (10**9, 8):  # batched, then member by member (40 rows >= 8)
+        net.per_member_rows = rows
+        net.zero_grad()
+        out = net(x)
+        (out * torch.arange(1.0, 4.0).view(3, 1, 1)).sum().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in net.parameters()]))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b)
+    net.per_member_rows = 8
+    torch.testing.assert_close(net(x[..., :40, :], slice(1, 3)) if shared else net(x[1:3], slice(1, 3)), grads[0][0][1:3])

@@ -171,10 +171,29 @@ class EnsembleMLP(nn.Module):
             return torch.cat([self._forward(x[..., i:i + chunk, :], members) for i in range(0, rows, chunk)], dim=-2)
         return self._forward(x, members)
 
+    per_member_rows: int = 4096
+    """With autograd, batches of at least this many rows run member by member (one 2-D ``addmm`` per layer and
+    member, stacked at the end) instead of as batched matmuls: on one CPU thread torch's ``bmm`` and its backward
+    ran large products below the throughput of plain matrix products (CQL's critic pass over 7680 sampled actions)."""
+
     def _forward(self, x: Tensor, members: slice | None) -> Tensor:
+        if x.shape[-2] >= self.per_member_rows and torch.is_grad_enabled():
+            return self._forward_per_member(x, members)
         for layer in self.net:
             x = layer(x, members) if isinstance(layer, EnsembleLinear) else layer(x)
         return x
+
+    def _forward_per_member(self, x: Tensor, members: slice | None) -> Tensor:
+        index = range(self.n_members)[members or slice(None)]
+        if x.dim() == 3 and x.shape[0] != len(index):
+            raise ValueError(f"input has {x.shape[0]} members, expected {len(index)}")
+        outs = []
+        for i, e in enumerate(index):
+            h = x if x.dim() == 2 else x[i]
+            for layer in self.net:
+                h = torch.addmm(layer.bias[e], h, layer.weight[e]) if isinstance(layer, EnsembleLinear) else layer(h)
+            outs.append(h)
+        return torch.stack(outs)
 
 
 @torch.no_grad()
