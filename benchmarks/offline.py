@@ -461,7 +461,9 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
         "standardised with the dataset's statistics; TD3+BC alpha 2.5; IQL expectile 0.7, beta 3 (d3rlpy's "
         "`weight_temp`), rewards scaled by 1000 / (max - min episode return), cosine-decayed actor learning rate; "
         "CQL(H) with fixed weight 5 (d3rlpy: `alpha_learning_rate=0`), 10 action samples, deterministic backup; "
-        "PRDC alpha 2.5, beta 2 (d3rlpy's nearest-neighbour search limited to the same thread count). Same torch "
+        "PRDC alpha 2.5, beta 2 (d3rlpy's nearest-neighbour search limited to the same thread count; its "
+        "`NearestNeighbors(algorithm=\"auto\")` searches by brute force above 15 dimensions, so on HalfCheetah, whose "
+        "[beta s, a] has 23, each d3rlpy PRDC run takes ~25 min and it ran on halfcheetah-medium only). Same torch "
         "release and thread count; d3rlpy runs in its own virtualenv.",
         "- **updates/s**: over the learning phase, from the start of the first gradient update to the end of the "
         "last (batch sampling, preprocessing and each library's logging in between count; loading the dataset, "
@@ -579,6 +581,9 @@ def command_for(case: Case, args: argparse.Namespace, repeats: int, steps: int) 
         cmd += f" --steps {steps}"
     if args.threads != 1:
         cmd += f" --threads {args.threads}"
+    if args.data_dir is not None:
+        data_dir = args.data_dir.resolve()
+        cmd += f" --data-dir {data_dir.relative_to(ROOT) if data_dir.is_relative_to(ROOT) else data_dir}"
     return cmd + (" --quick" if args.quick else "")
 
 
