@@ -465,6 +465,9 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
         "`NearestNeighbors(algorithm=\"auto\")` searches by brute force above 15 dimensions, so on HalfCheetah, whose "
         "[beta s, a] has 23, each d3rlpy PRDC run takes ~25 min and it ran on halfcheetah-medium only). Same torch "
         "release and thread count; d3rlpy runs in its own virtualenv.",
+        "- **CQL's code changed between rows**: the hopper CQL rows (2026-11-22, before commit 99a796c) ran CQL's "
+        "7680-row critic pass as batched matmuls; the halfcheetah rows run it member by member "
+        "(`EnsembleMLP.per_member_rows`), which made polyrl's CQL update ~10% faster on an idle core (142 -> 127 ms).",
         "- **updates/s**: over the learning phase, from the start of the first gradient update to the end of the "
         "last (batch sampling, preprocessing and each library's logging in between count; loading the dataset, "
         "its statistics, PRDC's search-tree build and the final evaluation do not). The record also keeps the rate "

@@ -147,4 +147,4 @@ def test_ensemble_member_by_member_path_equals_batched(shared: bool):
     for a, b in zip(grads[0][1], grads[1][1]):
         torch.testing.assert_close(a, b)
     net.per_member_rows = 8
-    torch.testing.assert_close(net(x[..., :40, :], slice(1, 3)) if shared else net(x[1:3], slice(1, 3)), grads[0][0][1:3])
+    torch.testing.assert_close(net(x if shared else x[1:3], slice(1, 3)), grads[0][0][1:3])

@@ -184,7 +184,7 @@ class EnsembleMLP(nn.Module):
         return x
 
     def _forward_per_member(self, x: Tensor, members: slice | None) -> Tensor:
-        index = range(self.n_members)[members or slice(None)]
+        index = range(self.n_members)[slice(None) if members is None else members]
         if x.dim() == 3 and x.shape[0] != len(index):
             raise ValueError(f"input has {x.shape[0]} members, expected {len(index)}")
         outs = []
