@@ -33,9 +33,9 @@ class Tanh(nn.Module):
     torch 2.13); on a PPO minibatch that made the activation cost more than the
     matmuls (one rollout-and-update cycle of PPO on CartPole, 64x64 tanh
     networks, is ~3% faster with this form). The identity agrees with
-    ``torch.tanh`` to 2e-7. Small tensors
-    (below ``min_numel``, e.g. acting on a few envs) and other devices use
-    ``torch.tanh``, where the extra kernels would cost more than they save.
+    ``torch.tanh`` to 2e-7. Small tensors (below ``min_numel``, e.g. acting on
+    a few envs) and other devices use ``torch.tanh``, where the extra kernels
+    would cost more than they save.
     """
 
     min_numel = 4096
