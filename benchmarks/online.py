@@ -394,6 +394,7 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
         metric = METRIC_TEXT.get(r["metric"], r["metric"])
         lines.append(f"| {r['task']} | {r['algo'].upper()} | {metric} | {ours} | {peer} | {ratio} | {r['repeats']} | "
                      f"{r['budget']} |")
+    lines += _threshold_breakdown(data["records"])
     lines += [
         "",
         "How it is measured (identical for both libraries):",
@@ -415,6 +416,30 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
         END,
     ]
     return "\n".join(lines) + "\n"
+
+
+def _threshold_breakdown(records: list[dict[str, Any]]) -> list[str]:
+    """Split each time-to-threshold ratio into sample efficiency (env steps to solve) and speed per env step."""
+    out: list[str] = []
+    for r in records:
+        steps = r.get("steps_to_475")
+        if not steps or not all(steps.get(k) for k in ("polyrl", "peer")):
+            continue
+        per_k = {k: [1000 * t / n for t, n in zip(r["runs"][k], steps[k]) if n and math.isfinite(t)]
+                 for k in ("polyrl", "peer")}
+        if not all(per_k.values()):
+            continue
+        ours, peer = statistics.median(per_k["polyrl"]), statistics.median(per_k["peer"])
+        out += ["", f"{r['task']} {r['algo'].upper()}, the time to solve split in two (solved seeds): median env steps "
+                f"to the first evaluation >= 475, polyrl {_median_solved(steps['polyrl'])} vs SB3 "
+                f"{_median_solved(steps['peer'])}; median seconds per 1000 env steps up to it (set-up "
+                f"included), polyrl {ours:.3f} vs SB3 {peer:.3f} ({peer / ours:.2f}x)."]
+    return out
+
+
+def _median_solved(steps: list[int | None]) -> str:
+    solved = [n for n in steps if n]
+    return f"{statistics.median(solved):.0f}" if solved else "n/a"
 
 
 def _eval_every() -> int:
