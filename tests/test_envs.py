@@ -62,6 +62,7 @@ def test_running_norm_matches_batch_statistics():
     np.testing.assert_allclose(norm.var.numpy(), x.var(0), rtol=1e-10)
     z = norm(torch.as_tensor(x, dtype=torch.float32))
     assert abs(z.mean().item()) < 1e-4 and abs(z.std().item() - 1) < 1e-2
+    torch.testing.assert_close(norm.inverse(z), torch.as_tensor(x, dtype=torch.float32), atol=1e-4, rtol=1e-5)
     norm.frozen = True
     norm.update(x + 100)
     np.testing.assert_allclose(norm.mean.numpy(), x.mean(0), rtol=1e-10)

@@ -11,6 +11,7 @@ import torch
 import polyrl
 from polyrl import algos
 from polyrl.errors import ConfigError
+from polyrl.models.dynamics import ModelStep
 from tests.conftest import TINY
 
 QUIET = {"progress": False, "tensorboard": False, "eval_every": 0, "eval_episodes": 1}
@@ -165,10 +166,30 @@ def test_return_gate_counts_model_rewards_until_a_fall(tiny_datasets, monkeypatc
     """gate_score="return": reward 1 per step, a fall when the first action exceeds 0.5; Q = 0."""
     agent, s = _gate_agent(tiny_datasets, "return")
     monkeypatch.setattr(s.critic, "forward", lambda obs, action, members=None: torch.zeros(2, obs.shape[0]))
-    monkeypatch.setattr(s.dynamics, "step", lambda obs, action, gen=None: (obs, torch.ones(obs.shape[0]), action[:, 0] > 0.5))
+    monkeypatch.setattr(s.dynamics, "sample", lambda obs, action, gen=None, termination=None: ModelStep(
+        obs, torch.ones(obs.shape[0]), action[:, 0] > 0.5, torch.zeros(obs.shape[0])))
     scores = agent.algo.gate_scores(s.references)
     gamma, horizon, scale = agent.cfg.gamma, agent.cfg.gate_horizon, float(s.reward_scale)
     torch.testing.assert_close(scores, torch.tensor([scale * sum(gamma ** t for t in range(horizon)), scale]))
+
+
+def test_gate_rollouts_fall_by_the_tasks_known_rule(tmp_path):
+    """termination="auto" on Hopper: the gate ends a rollout by Hopper's healthy rule, read on raw observations
+    (the model predicts normalised ones); "learned" leaves it to the model's termination head."""
+    from polyrl.data.collect import collect
+
+    data = collect("Hopper-v5", 300, seed=0).save(tmp_path / "hopper")
+    agent = polyrl.make("unio4", "Hopper-v5", dataset=data, seed=0, run_dir=tmp_path / "run", **TINY["unio4"])
+    raw = torch.as_tensor(agent.dataset.buffer(agent.spec, "cpu").obs[:2, 0])
+    raw[0, 0], raw[1, 0] = 1.25, 0.5  # torso height: healthy, fallen
+    raw[:, 1:] = 0.0
+    stats = agent.obs_norm
+    norm = (raw - stats.mean.float()) / torch.sqrt(stats.var.float() + stats.eps)  # unclipped, like model predictions
+    fell = agent.algo.termination(norm, torch.zeros(2, 3), norm)
+    assert fell.tolist() == [False, True]
+    learned = polyrl.make("unio4", "Hopper-v5", dataset=data, seed=0, run_dir=tmp_path / "run2", termination="learned",
+                          **TINY["unio4"])
+    assert learned.algo.termination is None
 
 
 def test_selection_modes(tiny_datasets):

@@ -51,3 +51,9 @@ class RunningNorm(nn.Module):
             return x
         out = (x - self.mean.to(x.dtype)) * torch.rsqrt(self.var.to(x.dtype) + self.eps)
         return out.clamp(-self.clip, self.clip)
+
+    def inverse(self, x: Tensor) -> Tensor:
+        """Raw observations from normalised ones, ``x sqrt(var + eps) + mean`` (exact inside the clip range)."""
+        if not self.enabled:
+            return x
+        return x * torch.sqrt(self.var.to(x.dtype) + self.eps) + self.mean.to(x.dtype)
