@@ -286,7 +286,7 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def online_records(results: dict[str, dict[str, Any]], quick: bool, date: str) -> list[dict[str, Any]]:
+def online_records(results: dict[str, dict[str, Any]], quick: bool, date: str, seeds_arg: str = "") -> list[dict[str, Any]]:
     records = []
     checkpoints = QUICK_CHECKPOINTS if quick else CHECKPOINTS
     for task, points in checkpoints.items():
@@ -304,7 +304,7 @@ def online_records(results: dict[str, dict[str, Any]], quick: bool, date: str) -
                 "repeats": len(vals["mbpo"]), "seeds": sorted(r["run"]["seed"] for r in runs["mbpo"]),
                 "budget": f"{step} env steps", "runs": {"polyrl": [_round(v, 1) for v in vals["mbpo"]], "peer": [_round(v, 1) for v in vals["sac"]]},
                 "mbpo_config": runs["mbpo"][0]["config"], "date": date,
-                "command": f"python benchmarks/model_based.py --part online --task {task}{' --quick' if quick else ''}",
+                "command": f"python benchmarks/model_based.py --part online --task {task}{seeds_arg}{' --quick' if quick else ''}",
             })
     return records
 
@@ -400,6 +400,7 @@ def main() -> None:
     p.add_argument("--part", default="online,offline,throughput", help="comma-separated: online, offline, throughput")
     p.add_argument("--task", default=None, help="comma-separated env ids / dataset names (default: all)")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (one thread each)")
+    p.add_argument("--seeds", type=int, default=None, help="only the first N seeds of each case (default: all)")
     p.add_argument("--quick", action="store_true", help="tiny budgets, one seed; results under benchmarks/.work/")
     p.add_argument("--list", action="store_true", help="print the runs and a time estimate")
     p.add_argument("--render", action="store_true", help="only regenerate BENCHMARKS.md from the results JSON")
@@ -420,8 +421,8 @@ def main() -> None:
     parts = args.part.split(",")
     tasks = args.task.split(",") if args.task else None
     runs = plan(parts, tasks)
-    if args.quick:
-        runs = [r for r in runs if r.seed == 0]
+    if args.quick or args.seeds is not None:
+        runs = [r for r in runs if r.seed < (1 if args.quick else args.seeds)]
     if args.list:
         for r in runs:
             print(f"{r.key:40s} ~{estimate_s(r) / 60:.0f} min")
@@ -439,7 +440,8 @@ def main() -> None:
         done = list(pool.map(lambda r: (r, launch(r, args.quick, base, data_dir)), runs))
     results = {r.key: res for r, res in done if res is not None}
     data_arg = "" if args.data_dir is None else f" --data-dir {args.data_dir}"
-    records += online_records(results, args.quick, date) + offline_records(results, args.quick, date, data_arg)
+    seeds_arg = "" if args.seeds is None else f" --seeds {args.seeds}"
+    records += online_records(results, args.quick, date, seeds_arg) + offline_records(results, args.quick, date, data_arg + seeds_arg)
     if "throughput" in parts:
         records += throughput(args.quick)
     save(records, args.quick)
