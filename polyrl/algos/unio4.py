@@ -50,9 +50,9 @@ Choices where the paper, its code and a CPU budget differ (each a config field):
   restores the paper's rule;
 * falls in the gate's rollouts come from the task's known termination rule when polyrl has
   one (``termination="auto"``, e.g. Hopper's healthy-state rule on the predicted observation),
-  else from the model's learned termination head (``"learned"``): few dataset transitions end
-  in a fall, and on polyrl's hopper-medium (16000 pretraining + 4000 behaviour-PPO updates,
-  seed 0) the learned head missed the falls of the members behaviour PPO had broken, so the
+  else from the model's learned termination head (``"learned"``). On polyrl's hopper-medium
+  (100k transitions, 54 of them ending in a fall; 16000 pretraining + 4000 behaviour-PPO
+  updates, seed 0) the learned head missed the falls of the members behaviour PPO had broken, so the
   gate ranked the four references (real returns 287-913) above the four BC starts (2597-2767),
   Spearman -0.81 over the eight; with Hopper's rule the two worst references scored below
   every BC start (+0.31). Two broken references still scored above them: the model is
