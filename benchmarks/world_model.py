@@ -184,8 +184,8 @@ def render(data: dict[str, Any]) -> None:
     lines += ["", "Return at budget: the mean deterministic return of 10 episodes after the budget (CartPole-v1's maximum is "
               "500), networks sized for the CPU (`RETURN_CONFIG`). "
               + ("polyrl/PixelCartPole-v0 is CartPole-v1 seen only as a 32x32 image of the cart and the pole (CNN encoder and "
-                 "decoder); one frame shows no velocities, which the agent infers from history. At this budget its best backbone "
-                 f"returns {max(pixel, default=0.0):.1f} (a uniformly random policy scores about 22 on CartPole-v1)."
+                 "decoder); one frame shows no velocities, which the agent infers from history. At this budget the best backbone's median "
+                 f"return is {max(pixel, default=0.0):.1f} (a uniformly random policy scores about 22 on CartPole-v1)."
                  if pixel_done else "The pixel task (polyrl/PixelCartPole-v0) has not been run at this budget yet."), END]
     write_section(MARKDOWN, START, END, "\n".join(lines) + "\n")
 
