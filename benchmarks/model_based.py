@@ -421,8 +421,9 @@ def main() -> None:
     parts = args.part.split(",")
     tasks = args.task.split(",") if args.task else None
     runs = plan(parts, tasks)
-    if args.quick or args.seeds is not None:
-        runs = [r for r in runs if r.seed < (1 if args.quick else args.seeds)]
+    max_seeds = 1 if args.quick else args.seeds
+    if max_seeds is not None:
+        runs = [r for r in runs if r.seed < max_seeds]
     if args.list:
         for r in runs:
             print(f"{r.key:40s} ~{estimate_s(r) / 60:.0f} min")

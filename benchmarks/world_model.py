@@ -179,14 +179,15 @@ def render(data: dict[str, Any]) -> None:
         task = r["task"].rsplit(" [", 1)[0]
         budget = r["budget"] if r["metric"] == "seq_steps_per_s" else f"{r['budget']}, median of seeds {r['seeds']}"
         lines.append(f"| {task} | {r['backbone']} | {metric} | {r['polyrl']:,} | {ratio} | {budget} |")
-    pixel = [r["polyrl"] for r in data["records"] if r["metric"] != "seq_steps_per_s" and r["task"].startswith("polyrl/PixelCartPole")]
-    pixel_done = bool(pixel)
+    pixel_task = "polyrl/PixelCartPole-v0"
+    pixel = [r["polyrl"] for r in data["records"] if r["metric"] != "seq_steps_per_s" and r["task"].startswith(pixel_task)]
+    size = RETURN_TASKS[pixel_task]["size"]
     lines += ["", "Return at budget: the mean deterministic return of 10 episodes after the budget (CartPole-v1's maximum is "
               "500), networks sized for the CPU (`RETURN_CONFIG`). "
-              + ("polyrl/PixelCartPole-v0 is CartPole-v1 seen only as a 32x32 image of the cart and the pole (CNN encoder and "
-                 "decoder); one frame shows no velocities, which the agent infers from history. At this budget the best backbone's median "
-                 f"return is {max(pixel, default=0.0):.1f} (a uniformly random policy scores about 22 on CartPole-v1)."
-                 if pixel_done else "The pixel task (polyrl/PixelCartPole-v0) has not been run at this budget yet."), END]
+              + (f"{pixel_task} is CartPole-v1 seen only as a {size}x{size} image of the cart and the pole (CNN encoder "
+                 "and decoder); one frame shows no velocities, which the agent infers from history. At this budget the best "
+                 f"backbone's median return is {max(pixel):.1f} (a uniformly random policy scores about 22 on CartPole-v1)."
+                 if pixel else f"The pixel task ({pixel_task}) has not been run at this budget yet."), END]
     write_section(MARKDOWN, START, END, "\n".join(lines) + "\n")
 
 
