@@ -299,6 +299,8 @@ def cmd_ope(argv: Sequence[str]) -> int:
     p.add_argument("--method", choices=["fqe", "model", "both"], default="both")
     p.add_argument("--fqe-steps", type=int, default=20_000, help="FQE gradient steps")
     p.add_argument("--rollouts", type=int, default=100, help="model rollouts")
+    p.add_argument("--termination", choices=["auto", "learned"], default="auto",
+                   help="where model rollouts end: the task's known rule when polyrl has one (auto), or the model's learned head")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--true-episodes", type=int, default=0, help="also evaluate this many episodes in the real env")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -310,7 +312,8 @@ def cmd_ope(argv: Sequence[str]) -> int:
     if args.method in ("fqe", "both"):
         results.append(ope.fqe(agent, data, steps=args.fqe_steps, seed=args.seed))
     if args.method in ("model", "both") and agent.spec.action_kind == "box":
-        results.append(ope.model_based(agent, data, n_rollouts=args.rollouts, seed=args.seed))
+        results.append(ope.model_based(agent, data, n_rollouts=args.rollouts, seed=args.seed,
+                                           termination=args.termination))
     out: dict[str, object] = {"run": str(args.run_dir), "dataset": str(args.dataset), "estimates": [r.to_json() for r in results]}
     if args.true_episodes:
         out["true"] = agent.evaluate(args.true_episodes).to_json()

@@ -10,8 +10,10 @@
 * :func:`model_based`: roll the policy out in a probabilistic dynamics
   ensemble fitted to the dataset (:mod:`polyrl.models.dynamics`), from the
   dataset's initial states, for the env's episode length; the estimate is the
-  mean *undiscounted* return, comparable with ``agent.evaluate``. The
-  interval bootstraps the rollouts.
+  mean *undiscounted* return, comparable with ``agent.evaluate``. A rollout
+  ends where the task's known termination rule says so (Hopper's healthy-state
+  rule, ...), or, for tasks without one, where the model's learned termination
+  head does. The interval bootstraps the rollouts.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 from torch import Tensor
 
 from polyrl.data.dataset import Dataset
-from polyrl.models.dynamics import DynamicsConfig, DynamicsEnsemble, fit_dynamics
+from polyrl.models.dynamics import DynamicsConfig, DynamicsEnsemble, fit_dynamics, known_termination
 from polyrl.nets.heads import DiscreteQ, QEnsemble
 
 if TYPE_CHECKING:
@@ -123,8 +125,17 @@ def fit_model(agent: Agent, dataset: Dataset, *, cfg: DynamicsConfig | None = No
 
 
 def model_based(agent: Agent, dataset: Dataset, *, model: DynamicsEnsemble | None = None, horizon: int | None = None,
-                n_rollouts: int = 100, seed: int = 0, confidence: float = 0.95, policy: Policy | None = None) -> OPEResult:
-    """Model-based estimate of ``policy``'s (default: the agent's) undiscounted episode return; see the module docstring."""
+                n_rollouts: int = 100, seed: int = 0, confidence: float = 0.95, policy: Policy | None = None,
+                termination: str = "auto") -> OPEResult:
+    """Model-based estimate of ``policy``'s (default: the agent's) undiscounted episode return; see the module docstring.
+
+    ``termination`` decides where a rollout ends: ``"auto"`` by the task's known rule when polyrl has one
+    (:func:`polyrl.models.dynamics.known_termination`, e.g. Hopper's healthy-state rule on the predicted
+    observation), else by the model's learned termination head; ``"learned"`` always by the head.
+    """
+    if termination not in ("auto", "learned"):
+        raise ValueError(f"termination must be 'auto' or 'learned', got {termination!r}")
+    rule = known_termination(agent.env_id) if termination == "auto" else None
     act = _acting(agent, policy)
     if model is None:
         model, _ = fit_model(agent, dataset, seed=seed)
@@ -139,7 +150,8 @@ def model_based(agent: Agent, dataset: Dataset, *, model: DynamicsEnsemble | Non
     alive = torch.ones(n_rollouts, dtype=torch.bool, device=device)
     for _ in range(horizon):
         with torch.no_grad():
-            obs, reward, terminated = model.step(obs, act(obs), gen)
+            step = model.sample(obs, act(obs), gen, rule)  # the model sees raw observations, as the rule does
+        obs, reward, terminated = step.next_obs, step.reward, step.terminated
         returns += reward * alive
         alive &= ~terminated
         if not alive.any():

@@ -47,6 +47,27 @@ def test_dynamics_ensemble_learns_and_picks_elites_by_holdout():
     assert nxt.shape == (5, 3) and rew.shape == (5,) and not term.any()
 
 
+def test_model_rollouts_end_by_the_tasks_known_rule(tmp_path, monkeypatch):
+    ds = collect("Pendulum-v1", 400, seed=0)
+    agent = polyrl.make("bc", dataset=ds, hidden=(8, 8), run_dir=tmp_path)
+    model, _ = ope.fit_model(agent, ds, cfg=DynamicsConfig(n_members=3, n_elites=2, hidden=(16, 16), max_epochs=2))
+    seen = []
+
+    def every_step_is_a_fall(obs, action, next_obs):
+        seen.append(obs)
+        return torch.ones(len(obs), dtype=torch.bool)
+
+    monkeypatch.setattr(ope, "known_termination", lambda env_id: every_step_is_a_fall)
+    auto = ope.model_based(agent, ds, model=model, n_rollouts=8, termination="auto")
+    one_step = ope.model_based(agent, ds, model=model, n_rollouts=8, horizon=1, termination="learned")
+    full = ope.model_based(agent, ds, model=model, n_rollouts=8, termination="learned")
+    assert auto.estimate == one_step.estimate != full.estimate  # the rule ended every rollout after its first step
+    starts = torch.as_tensor(ope.initial_states(ds))
+    assert len(seen) == 1 and all((row == starts).all(1).any() for row in seen[0])  # once, on the raw start states
+    with pytest.raises(ValueError, match="termination must be 'auto' or 'learned'"):
+        ope.model_based(agent, ds, model=model, termination="head")
+
+
 @pytest.mark.slow
 def test_ope_ranks_policies_like_the_environment(tmp_path):
     # three snapshots of one SAC run on Pendulum, of clearly different quality (true returns about -1165, -560, -110)
