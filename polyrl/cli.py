@@ -299,8 +299,8 @@ def cmd_ope(argv: Sequence[str]) -> int:
     p.add_argument("--method", choices=["fqe", "model", "both"], default="both")
     p.add_argument("--fqe-steps", type=int, default=20_000, help="FQE gradient steps")
     p.add_argument("--rollouts", type=int, default=100, help="model rollouts")
-    p.add_argument("--termination", choices=["auto", "learned"], default="auto",
-                   help="where model rollouts end: the task's known rule when polyrl has one (auto), or the model's learned head")
+    p.add_argument("--termination", choices=["learned", "auto"], default="learned",
+                   help="where model rollouts end: the model's learned head, or the task's known rule when polyrl has one (auto)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--true-episodes", type=int, default=0, help="also evaluate this many episodes in the real env")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -248,6 +248,8 @@ def fit_dynamics(obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor, 
                  cfg: DynamicsConfig | None = None, seed: int = 0) -> tuple[DynamicsEnsemble, dict[str, float]]:
     """Train a new :class:`DynamicsEnsemble` on transitions ``[N, .]`` with holdout early stopping.
 
+    ``seed`` draws the holdout split and the bootstrap resamples; the initial weights come from the global torch
+    generator (seeded by the agent in a run; :func:`polyrl.ope.fit_model` seeds it from ``seed``).
     Returns the model and a summary (epochs, holdout MSE of the elites).
     """
     cfg = cfg or DynamicsConfig()
