@@ -4,9 +4,9 @@ Offline (``update`` on dataset batches), the budget of ``T`` updates splits in t
 
 1. **Pretraining**, the first ``(1 - bppo_fraction) T`` updates, trains on each batch
 
-   * the critics: IQL-style (``critic="iql"``: expectile ``V``, ``Q <- r + gamma V(s')``)
-     or SARSA-style (``"sarsa"``: ``V <- G_t``, the Monte-Carlo return, and
-     ``Q <- r + gamma (1 - d) Q'(s', a'_next)`` with the dataset's next action);
+   * the critics: SARSA-style (``critic="sarsa"``, the default: ``V <- G_t``, the Monte-Carlo
+     return, and ``Q <- r + gamma (1 - d) Q'(s', a'_next)`` with the dataset's next action) or
+     IQL-style (``"iql"``: expectile ``V``, ``Q <- r + gamma V(s')``);
    * an ensemble of ``N`` Gaussian BC policies (one batched module). Member ``i`` minimises
      ``L_i = E[-log pi_i(a|s)] - alpha E[D_i]`` with, for ``diversity="kl"`` (the default),
      ``D_i = min(KL(pi_i(.|s) || sg(pi_j*(.|s))), cap)``, ``j* = argmax_{j != i} log pi_j(a|s)``,
