@@ -36,8 +36,6 @@ from torch import nn
 
 import polyrl
 from polyrl.algos.base import adam
-from polyrl.algos.iql import iql_critic_step
-from polyrl.losses import polyak_update
 from polyrl.nets.heads import QEnsemble, ValueNet
 from polyrl.types import TransitionBatch
 
@@ -90,14 +88,11 @@ def main() -> None:
         s.value.requires_grad_(True)
         s.critic_opt, s.value_opt = adam(s.critic.parameters(), cfg.critic_lr), adam(s.value.parameters(), cfg.critic_lr)
         critic_gen = torch.Generator().manual_seed(opts["seed"] + 1)
+        n_updates = algo.n_updates  # the algorithm's own critic update; its target cadence counts from 0 here
         for k in range(opts["critic_steps"]):
-            if kind == "sarsa":
-                algo._sarsa_step(batch(critic_gen))
-            else:
-                iql_critic_step(s.critic, s.critic_target, s.value, s.critic_opt, s.value_opt, batch(critic_gen),
-                                reward_scale=s.reward_scale, expectile=cfg.expectile)
-            if (k + 1) % cfg.target_every == 0:
-                polyak_update(s.critic_target.parameters(), s.critic.parameters(), tau=cfg.tau)
+            algo.n_updates = k
+            algo._critic_step(batch(critic_gen))
+        algo.n_updates = n_updates  # the gate seeds its start states from it
         s.critic.requires_grad_(False)
         s.value.requires_grad_(False)
     if opts["negate_q"]:

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from polyrl.data.dataset import Dataset
-from polyrl.models.dynamics import DynamicsConfig, DynamicsEnsemble, fit_dynamics, known_termination
+from polyrl.models.dynamics import DynamicsConfig, DynamicsEnsemble, fit_dynamics, termination_rule
 from polyrl.nets.heads import DiscreteQ, QEnsemble
 
 if TYPE_CHECKING:
@@ -136,9 +136,7 @@ def model_based(agent: Agent, dataset: Dataset, *, model: DynamicsEnsemble | Non
     fitted for 20 epochs; eight Uni-O4 policies with real returns 823-2767) the rule ranked them worse than the
     head (Spearman 0.57 vs 0.79), so the head stays the default here (Uni-O4's short gate rollouts use the rule).
     """
-    if termination not in ("auto", "learned"):
-        raise ValueError(f"termination must be 'auto' or 'learned', got {termination!r}")
-    rule = known_termination(agent.env_id) if termination == "auto" else None
+    rule = termination_rule(termination, agent.env_id)
     act = _acting(agent, policy)
     if model is None:
         model, _ = fit_model(agent, dataset, seed=seed)

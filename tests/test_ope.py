@@ -58,7 +58,7 @@ def test_model_rollouts_end_by_the_tasks_known_rule(tmp_path, monkeypatch):
         seen.append(obs)
         return torch.ones(len(obs), dtype=torch.bool)
 
-    monkeypatch.setattr(ope, "known_termination", lambda env_id: every_step_is_a_fall)
+    monkeypatch.setattr(polyrl.models.dynamics, "known_termination", lambda env_id: every_step_is_a_fall)
     auto = ope.model_based(agent, ds, model=model, n_rollouts=8, termination="auto")
     one_step = ope.model_based(agent, ds, model=model, n_rollouts=8, horizon=1, termination="learned")
     assert auto.estimate == one_step.estimate  # the rule ended every rollout after its first step

@@ -112,7 +112,7 @@ from polyrl.models.dynamics import (
     DynamicsEnsemble,
     Termination,
     fit_dynamics,
-    known_termination,
+    termination_rule,
 )
 from polyrl.nets.heads import GaussianEnsemblePolicy, QEnsemble, ValueNet
 from polyrl.nets.mlp import clip_grad_norm_per_member, copy_members
@@ -296,7 +296,7 @@ class UniO4(Algorithm):
 
     def prepare(self, dataset: Any, normalize: Callable[[Tensor], Tensor]) -> None:
         """Keep the normalised dataset (for the model, the gate and SARSA targets) and derive the reward scale."""
-        rule = known_termination(self.spec.env_id) if self.cfg.termination == "auto" else None
+        rule = termination_rule(self.cfg.termination, self.spec.env_id)
         inverse = getattr(normalize, "inverse", None)
         if rule is not None and inverse is not None:  # the rule reads raw observations; the model predicts normalised ones
             self.termination = lambda obs, action, next_obs: rule(inverse(obs), action, inverse(next_obs))
@@ -372,13 +372,7 @@ class UniO4(Algorithm):
 
     def _pretrain(self, batch: TransitionBatch) -> dict[str, float | Tensor]:
         c, s = self.cfg, self.state
-        if c.critic == "iql":
-            value_loss, critic_loss, _ = iql_critic_step(s.critic, s.critic_target, s.value, s.critic_opt, s.value_opt,
-                                                         batch, reward_scale=s.reward_scale, expectile=c.expectile)
-        else:
-            value_loss, critic_loss = self._sarsa_step(batch)
-        if (self.n_updates + 1) % c.target_every == 0:
-            polyak_update(s.critic_target.parameters(), s.critic.parameters(), tau=c.tau)
+        value_loss, critic_loss = self._critic_step(batch)
 
         dist = s.policies(batch.obs)  # [N, B, A]
         log_prob = dist.log_prob(batch.action)  # [N, B]
@@ -390,6 +384,18 @@ class UniO4(Algorithm):
         s.bc_opt.step()
         return {"loss/value": value_loss, "loss/critic": critic_loss, "loss/bc": bc.detach().mean(),
                 "train/diversity": diversity.detach().mean()}
+
+    def _critic_step(self, batch: TransitionBatch) -> tuple[Tensor, Tensor]:
+        """One update of V and the twin Q (``critic``: IQL- or SARSA-style), then the targets every ``target_every``."""
+        c, s = self.cfg, self.state
+        if c.critic == "iql":
+            value_loss, critic_loss, _ = iql_critic_step(s.critic, s.critic_target, s.value, s.critic_opt, s.value_opt,
+                                                         batch, reward_scale=s.reward_scale, expectile=c.expectile)
+        else:
+            value_loss, critic_loss = self._sarsa_step(batch)
+        if (self.n_updates + 1) % c.target_every == 0:
+            polyak_update(s.critic_target.parameters(), s.critic.parameters(), tau=c.tau)
+        return value_loss, critic_loss
 
     def _sarsa_step(self, batch: TransitionBatch) -> tuple[Tensor, Tensor]:
         s = self.state

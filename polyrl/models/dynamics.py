@@ -136,6 +136,14 @@ def known_termination(env_id: str) -> Termination | None:
     return TERMINATIONS.get(base)
 
 
+def termination_rule(mode: str, env_id: str) -> Termination | None:
+    """Where model rollouts end: ``mode="auto"`` -> the task's known rule (or ``None`` if it has none);
+    ``"learned"`` -> ``None``, i.e. the model's learned termination head."""
+    if mode not in ("auto", "learned"):
+        raise ValueError(f"termination must be 'auto' or 'learned', got {mode!r}")
+    return known_termination(env_id) if mode == "auto" else None
+
+
 class DynamicsEnsemble(nn.Module):
     """``E`` Gaussian dynamics models with stacked weights; see the module docstring."""
 

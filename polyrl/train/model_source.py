@@ -46,8 +46,8 @@ from polyrl.models.dynamics import (
     DynamicsConfig,
     DynamicsEnsemble,
     Termination,
-    known_termination,
     layer_weight_decays,
+    termination_rule,
     train_dynamics,
 )
 from polyrl.train.sources import ReplaySource, normalized
@@ -147,7 +147,7 @@ class ModelSource:
         """Newest model transitions sampled from (the latest ``model_retain_rounds`` rounds at the current horizon)."""
         self.last_fit = self.last_rollout = -1
         """Clock (env steps online, updates offline) of the latest fit and rollout round (-1: none yet)."""
-        self.termination: Termination | None = known_termination(spec.env_id) if cfg.termination == "auto" else None  # type: ignore[attr-defined]
+        self.termination: Termination | None = termination_rule(cfg.termination, spec.env_id)  # type: ignore[attr-defined]
 
     @property
     def state(self) -> ModelSACState:
