@@ -79,6 +79,7 @@ def main() -> None:
     if kind not in ("iql", "sarsa"):
         raise SystemExit(f"critic must be 'run', 'iql' or 'sarsa', got {opts['critic']!r}")
     if opts["critic"] != "run":
+        torch.manual_seed(opts["seed"] + 2)  # the fresh critics' initial weights (unseeded before 2026-11-22, session 8)
         s.critic = QEnsemble(2, algo.spec.obs_dim, algo.spec.action_dim, (256, 256), cfg.activation)
         s.critic_target = copy.deepcopy(s.critic)
         s.value = ValueNet(algo.spec.obs_dim, (256, 256), cfg.activation)

@@ -46,7 +46,8 @@ Choices where the paper, its code and a CPU budget differ (each a config field):
 * the default critics are SARSA-style and behaviour PPO gets 5% of the budget (the authors
   use IQL-style critics for locomotion). Measured on polyrl's hopper-medium (seed 0, from the
   same four BC members, real returns 2597-2767, after 16000 critic updates): 1000 behaviour-PPO
-  updates at lr 1e-4 kept them at 2865-2910 (a rerun: 2503-2885) with SARSA critics; with IQL critics
+  updates at lr 1e-4 left them at 2865-2910, 2503-2885 and 2056-2754 in three runs with fresh SARSA critics
+  (far less harm, but no clear gain); with IQL critics
   1000 or more updates lowered all four in every setting tried (1000 updates at lr 1e-5: 1349-1527;
   IQL critics trained 50000 updates longer: 641-871), and ascending the negated IQL critic did less
   harm (1845-2636) than ascending it. With SARSA critics, 4000 updates also broke them (218-2240)
