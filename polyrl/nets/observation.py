@@ -3,6 +3,12 @@
 Images are ``[H, W, C]`` with values in ``[0, 255]``; the CNN halves the
 resolution with stride-2 convolutions until it is 4 or less, doubling the
 channels from ``depth`` (DreamerV3's encoder), and the decoder mirrors it.
+Every hidden convolution is followed by a layer norm over its feature map
+(``GroupNorm(1, C)``) and SiLU, as DreamerV3 normalises its CNN layers.
+Without the norm, the world model on ``polyrl/PixelCartPole-v0`` at the
+default learning rate (1e-4) stayed at the mean image for the first 1000+
+updates: its latents carried no information about the pole (the agent then
+never learned; see docs/algorithms/dreamer.md).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ class Encoder(nn.Module):
             h, w, c = obs_shape
             layers: list[nn.Module] = []
             while h > 4:
-                layers += [nn.Conv2d(c, depth, 4, 2, 1), nn.SiLU()]
+                layers += [nn.Conv2d(c, depth, 4, 2, 1), nn.GroupNorm(1, depth), nn.SiLU()]
                 c, h, w, depth = depth, h // 2, w // 2, depth * 2
             self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * h * w, out))
         else:
@@ -54,8 +60,8 @@ class Decoder(nn.Module):
             self.start = (chans[0], h, w)
             layers: list[nn.Module] = [nn.Linear(inp, chans[0] * h * w), nn.Unflatten(-1, self.start)]
             for a, b in zip(chans, chans[1:]):
-                layers += [nn.SiLU(), nn.ConvTranspose2d(a, b, 4, 2, 1)]
-            layers += [nn.SiLU(), nn.ConvTranspose2d(chans[-1], c, 4, 2, 1)]
+                layers += [nn.GroupNorm(1, a), nn.SiLU(), nn.ConvTranspose2d(a, b, 4, 2, 1)]
+            layers += [nn.GroupNorm(1, chans[-1]), nn.SiLU(), nn.ConvTranspose2d(chans[-1], c, 4, 2, 1)]
             self.net = nn.Sequential(*layers)
         else:
             self.net = mlp(inp, int(math.prod(obs_shape)), hidden, "silu")
