@@ -334,7 +334,7 @@ def offline_records(results: dict[str, dict[str, Any]], quick: bool, date: str, 
         if not scores["mopo"]:
             continue
         mopo_runs = [r for r in results.values() if r["run"]["algo"] == "mopo" and r["run"]["task"] == ds]
-        mopo_at = {step: _round(_median([r["scores"][str(step)] for r in mopo_runs]), 1) for step in checkpoints["mopo"]}
+        mopo_at = {str(step): _round(_median([r["scores"][str(step)] for r in mopo_runs]), 1) for step in checkpoints["mopo"]}
         med = {a: _median(v) for a, v in scores.items()}
         baselines = {a: m for a, m in med.items() if a != "mopo" and m is not None}
         best = max(baselines, key=lambda a: baselines[a]) if baselines else None
@@ -377,7 +377,7 @@ def render(data: dict[str, Any]) -> str:
                   "| Dataset | " + " | ".join(f"MOPO @{s // 1000}k" for s in steps)
                   + f" | TD3+BC @{OFFLINE_CHECKPOINTS['td3bc'][-1] // 1000}k | IQL @{OFFLINE_CHECKPOINTS['iql'][-1] // 1000}k | Seeds |",
                   "| --- |" + " --- |" * (len(steps) + 3)]
-        lines += [f"| {r['task']} | " + " | ".join(str(r.get("mopo_at", {}).get(str(s), r.get("mopo_at", {}).get(s, "–"))) for s in steps)
+        lines += [f"| {r['task']} | " + " | ".join(str(r.get("mopo_at", {}).get(str(s), "–")) for s in steps)
                   + f" | {r['baselines'].get('td3bc')} | {r['baselines'].get('iql')} | {r['repeats']} |" for r in offline]
         names = {"mopo": "MOPO", "td3bc": "TD3+BC", "iql": "IQL"}
         lines += ["", "Per seed, at the end of each budget: " + "; ".join(
