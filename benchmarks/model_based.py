@@ -141,6 +141,17 @@ def estimate_s(run: Run) -> float:
 
 
 # -- one run (in its own process) ----------------------------------------------------------------
+def learn_scoring(agent: Any, checkpoints: tuple[int, ...], settings: dict[str, Any], episodes: int, seed: int) -> dict[str, float]:
+    """Learn up to each checkpoint in turn (env steps online, updates offline); the mean deterministic return of
+    ``episodes`` evaluation episodes (env copies seeded from ``10000 + seed``) at each, keyed by ``str(step)``."""
+    returns, done = {}, 0
+    for step in checkpoints:
+        agent.learn(step - done, **settings)
+        done = step
+        returns[str(step)] = agent.evaluate(episodes, seed=10_000 + seed).mean_return
+    return returns
+
+
 def run_one(run: Run, quick: bool, out: Path, data_dir: Path) -> dict[str, Any]:
     import torch
 
@@ -155,11 +166,7 @@ def run_one(run: Run, quick: bool, out: Path, data_dir: Path) -> dict[str, Any]:
         if quick:
             cfg.update({k: v for k, v in QUICK_ONLINE.items() if run.algo == "mbpo" or k == "learning_starts"})
         agent = polyrl.make(run.algo, run.task, seed=run.seed, run_dir=out / "run", **cfg)
-        returns, done = {}, 0
-        for step in (QUICK_CHECKPOINTS if quick else CHECKPOINTS)[run.task]:
-            agent.learn(step - done, **settings)
-            done = step
-            returns[str(step)] = agent.evaluate(episodes, seed=10_000 + run.seed).mean_return
+        returns = learn_scoring(agent, (QUICK_CHECKPOINTS if quick else CHECKPOINTS)[run.task], settings, episodes, run.seed)
         result = {"returns": returns, "config": cfg}
     else:
         data = data_dir / run.task
@@ -167,13 +174,11 @@ def run_one(run: Run, quick: bool, out: Path, data_dir: Path) -> dict[str, Any]:
         if quick and run.algo == "mopo":
             cfg.update(model_max_epochs=2, rollout_batch_size=200, rollout_freq=100)
         agent = polyrl.make(run.algo, dataset=data, seed=run.seed, run_dir=out / "run", **cfg)
-        scores, done = {}, 0
-        for step in (QUICK_OFFLINE_CHECKPOINTS if quick else OFFLINE_CHECKPOINTS)[run.algo]:
-            agent.learn(step - done, **settings)
-            done = step
-            ret = agent.evaluate(episodes, seed=10_000 + run.seed).mean_return
-            scores[str(step)] = normalized_score("hopper", ret)  # the datasets are Hopper-v5's
-        result = {"return": ret, "normalized_score": scores[str(done)], "scores": scores,
+        returns = learn_scoring(agent, (QUICK_OFFLINE_CHECKPOINTS if quick else OFFLINE_CHECKPOINTS)[run.algo], settings,
+                                episodes, run.seed)
+        scores = {k: normalized_score("hopper", v) for k, v in returns.items()}  # the datasets are Hopper-v5's
+        ret = returns[max(returns, key=int)]
+        result = {"return": ret, "normalized_score": normalized_score("hopper", ret), "scores": scores,
                   "reference_returns": env_reference("hopper"), "dataset": str(data), "config": cfg}
     result |= {"run": asdict(run), "wall_s": time.perf_counter() - t0}
     agent.close()
