@@ -262,8 +262,12 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Seque
 
 
 def _pipeline_html(pipeline: dict[str, Any]) -> str:
+    from polyrl.pipeline import STAGES
+
+    recorded = pipeline.get("stages") or {}
+    order = [s for s in STAGES if s in recorded] + sorted(set(recorded) - set(STAGES))  # pipeline order, not the file's
     stages = [(name, st.get("status", "?"), _num(st.get("seconds")))
-              for name, st in (pipeline.get("stages") or {}).items() if isinstance(st, dict)]
+              for name in order if isinstance(st := recorded[name], dict)]
     updates = (pipeline.get("handoff") or {}).get("offline_updates")
     handoff = "" if updates is None else f"<p>Hand-off after {escape(str(updates))} offline updates.</p>"
     return "<h3>Pipeline</h3>" + _table(["stage", "status", "seconds"], stages, numeric=[2]) + handoff
@@ -284,8 +288,15 @@ def _scores_html(scores: dict[str, Any]) -> str:
                 f"(source: {ref.get('source', '?')}).")
     else:
         text = f"No reference returns for {env}, so no normalised score."
-    rows = [(ph.get("name", "?"), _num(ph.get("return"), ph.get("return_std")), _num(ph.get("score")))
-            for ph in scores.get("phases", []) if isinstance(ph, dict)]
+    phases = [ph for ph in scores.get("phases", []) if isinstance(ph, dict)]
+    rows = [(ph.get("name", "?"), _num(ph.get("return"), ph.get("return_std")), _num(ph.get("score"))) for ph in phases]
+    own = scores.get("dataset_reference")
+    if isinstance(own, dict) and isinstance(own.get("random"), (int, float)) and isinstance(own.get("expert"), (int, float)):
+        span = own["expert"] - own["random"]
+        relative = ", ".join(f"{ph.get('name', '?')} {_num(100.0 * (ph['return'] - own['random']) / span)}"
+                             for ph in phases if isinstance(ph.get("return"), (int, float))) if span else ""
+        text += (f" The dataset's own references (random {_num(own['random'])}, expert {_num(own['expert'])}: its "
+                 f"maker's best policy) would give {relative or 'no score'}.")
     return f"<h3>Scores</h3><p>{escape(text)}</p>" + _table(["phase", "return", "normalised score"], rows, numeric=[1, 2])
 
 

@@ -311,3 +311,19 @@ def test_pipeline_refuses_other_settings_in_the_same_directory(tiny_datasets, tm
         Pipeline(cfg, tmp_path, progress=False)
     with pytest.raises(ConfigError, match="cannot"):
         Pipeline(replace(cfg, algo="bc"), tmp_path / "x", progress=False)
+
+
+def test_pipeline_scores_against_the_tasks_references_before_the_datasets_own():
+    """A recipe's weak 'expert' must not inflate the score: the task's references come first (as in polyrl eval)."""
+    from polyrl.data.scores import reference
+    from polyrl.pipeline import dataset_reference, reference_returns
+
+    recipe_meta = {"recipe": "medium", "random_return": 29.0, "expert_return": 247.0}
+    hopper = reference("Hopper-v5")
+    assert reference_returns(recipe_meta, "Hopper-v5") == {"random": hopper.random, "expert": hopper.expert,
+                                                            "source": hopper.source}
+    # No references for the task: the dataset's own, named as such; neither: no score.
+    own = reference_returns(recipe_meta, "Pendulum-v1")
+    assert (own["random"], own["expert"]) == (29.0, 247.0) and "medium dataset" in own["source"]
+    assert own == dataset_reference(recipe_meta)
+    assert reference_returns({}, "Pendulum-v1") is None

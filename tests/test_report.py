@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from polyrl.errors import ConfigError
+from polyrl.pipeline import STAGES
 from polyrl.report import cli_main, eval_curve, load_run, write_report
 
 CURVE_TITLE = "Learning curve: iql on Hopper-v5 (seed 3)"
@@ -165,3 +166,18 @@ def test_report_renders_in_chromium(tmp_path, monkeypatch):
     for img in result["images"]:
         assert img["complete"] and img["width"] > 300 and img["height"] > 200, img
         assert img["distinct"] > 5, f"image {img['title']!r} rendered blank: {img}"
+
+
+def test_stages_in_pipeline_order_and_the_datasets_own_scores(tmp_path):
+    run = make_run(tmp_path)
+    pipeline = json.loads((run / "pipeline.json").read_text())
+    pipeline["stages"] = {name: {"status": "done", "seconds": 1.0} for name in sorted(STAGES)}  # a sorted file
+    (run / "pipeline.json").write_text(json.dumps(pipeline))
+    scores = json.loads((run / "scores.json").read_text())
+    scores["dataset_reference"] = {"random": 200.0, "expert": 1200.0, "source": "polyrl-measured (medium dataset)"}
+    (run / "scores.json").write_text(json.dumps(scores))
+    page = write_report([run]).read_text()
+    cells = re.findall(r"<tr><td>(\w+)</td><td>done</td>", page)
+    assert cells == list(STAGES)
+    # offline 1200 -> 100.0 and online 1700 -> 150.0 on the dataset's own scale
+    assert "would give offline 100.00, online 150.00" in page
