@@ -182,6 +182,9 @@ def cmd_dataset(argv: Sequence[str]) -> int:
     make_p.add_argument("--sources", default=None, help="where the shared SAC run is kept (default: beside --out)")
     make_p.add_argument("--from-run", default=None, metavar="RUN_DIR",
                         help="take the policies from this run's checkpoints instead of training SAC (medium-replay: its replay buffer)")
+    make_p.add_argument("--shipped", action="store_true",
+                        help="take the medium/expert policies from the SAC snapshots polyrl ships for the env (Hopper-v5) "
+                        "instead of training SAC")
     ref_p = sub.add_parser("reference", help="measure an env's reference returns (random policy, an expert run) for normalised scores",
                            description="Prints the mean return of a uniformly random policy and of an expert run's deterministic "
                            "policy; with --out, merges them into a references file (point POLYRL_REFERENCES at it to use it).")
@@ -210,7 +213,7 @@ def cmd_dataset(argv: Sequence[str]) -> int:
         out = Path(args.out)
         ds = make_dataset(args.name, args.steps, train_steps=args.train_steps, eval_every=args.eval_every, seed=args.seed,
                           sources=args.sources or out.parent / ".polyrl-sources", progress=sys.stderr.isatty(),
-                          source_run=args.from_run)
+                          source_run=args.from_run, shipped=args.shipped)
         ds.save(out)
         info = ds.info()
         print(f"wrote {out}: {info['transitions']} transitions, {info['episodes']} episodes, mean return "
@@ -350,7 +353,10 @@ def cmd_pipeline(argv: Sequence[str]) -> int:
     p.add_argument("--dataset", default=None, help="training data, polyrl or Minari (default: made with --recipe)")
     p.add_argument("--recipe", default=None, help=f"recipe when no dataset is given: random, medium, medium-replay, expert, medium-expert (default {d.recipe})")
     p.add_argument("--recipe-transitions", type=int, default=None, help=f"transitions of the recipe's dataset (default {d.recipe_transitions})")
-    p.add_argument("--recipe-train-steps", type=int, default=None, help=f"env steps of the SAC run behind the recipe (default {d.recipe_train_steps})")
+    p.add_argument("--recipe-source", default=None, choices=("auto", "shipped", "train"),
+                   help=f"the recipe's policies: polyrl's shipped SAC snapshots, a SAC run trained here, or auto: shipped where "
+                   f"polyrl has them (Hopper-v5; not medium-replay) (default {d.recipe_source})")
+    p.add_argument("--recipe-train-steps", type=int, default=None, help=f"env steps of the SAC run behind the recipe, when trained (default {d.recipe_train_steps})")
     p.add_argument("--algo", default=None, help=f"unio4, iql, td3bc or prdc (default {d.algo})")
     p.add_argument("--offline-steps", type=int, default=None, help=f"offline gradient updates (default {d.offline_steps})")
     p.add_argument("--online-steps", type=int, default=None, help=f"online fine-tuning env steps (default {d.online_steps})")

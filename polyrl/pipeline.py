@@ -30,6 +30,7 @@ from polyrl.errors import ConfigError
 from polyrl.io import write_json_atomic
 
 STAGES = ("dataset", "offline", "ope", "online", "evaluate", "report")
+RECIPE_SOURCES = ("auto", "shipped", "train")
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,12 @@ class PipelineConfig:
     """D4RL-style recipe used when no dataset is given (random, medium, medium-replay, expert, medium-expert)."""
     recipe_transitions: int = 20_000
     """Transitions in the recipe's dataset."""
+    recipe_source: str = "auto"
+    """Where the recipe's policies come from: "shipped" (the SAC snapshots polyrl ships for the env), "train" (a SAC
+    run of recipe_train_steps), or "auto" (shipped when polyrl ships snapshots for the env and the recipe is not
+    medium-replay, else train)."""
     recipe_train_steps: int = 15_000
-    """Env steps of the SAC run behind the recipe."""
+    """Env steps of the SAC run behind the recipe (when it is trained)."""
     algo: str = "unio4"
     """Offline-to-online algorithm: unio4, iql, td3bc or prdc."""
     offline_steps: int = 4_000
@@ -87,6 +92,8 @@ class Pipeline:
         if cls.online_regime is None:
             able = ", ".join(n for n, c in algos.REGISTRY.items() if c.online_regime is not None)
             raise ConfigError(f"the pipeline fine-tunes online, which {cls.name} cannot; use one of: {able}")
+        if cfg.recipe_source not in RECIPE_SOURCES:
+            raise ConfigError(f"unknown recipe_source {cfg.recipe_source!r}; choose one of {', '.join(RECIPE_SOURCES)}")
         self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
         self.console = console or Console(stderr=True)
         self.state_path = self.run_dir / "pipeline.json"
@@ -126,18 +133,20 @@ class Pipeline:
     # -- stages --------------------------------------------------------------------------------
     def _dataset(self) -> dict[str, Any]:
         from polyrl.data.minari_io import load_any
-        from polyrl.data.recipes import make_dataset
+        from polyrl.data.recipes import make_dataset, shipped_source
 
         c = self.cfg
         if c.dataset is not None:
             data = load_any(c.dataset)
             return {"path": c.dataset, "transitions": len(data)}
-        env_name = c.env
-        data = make_dataset(f"{env_name}-{c.recipe}", c.recipe_transitions, train_steps=c.recipe_train_steps,
+        shipped = c.recipe_source == "shipped" or (
+            c.recipe_source == "auto" and c.recipe not in ("random", "medium-replay") and shipped_source(c.env) is not None)
+        data = make_dataset(f"{c.env}-{c.recipe}", c.recipe_transitions, train_steps=c.recipe_train_steps,
                             eval_every=max(c.recipe_train_steps // 10, 500), seed=c.seed,
-                            sources=self.run_dir / ".recipe-sources", progress=self.progress)
+                            sources=self.run_dir / ".recipe-sources", progress=self.progress, shipped=shipped)
         data.save(self.dataset_path)
-        return {"path": self.dataset_path, "transitions": len(data), "recipe": c.recipe}
+        return {"path": self.dataset_path, "transitions": len(data), "recipe": c.recipe,
+                "policies": "shipped" if shipped else "trained"}
 
     def _offline(self) -> dict[str, Any]:
         import polyrl

@@ -156,3 +156,47 @@ def test_recipes_from_an_existing_run_use_its_checkpoints_and_replay(tmp_path):
     assert np.abs(replay.action).max() > 1.0 and np.abs(replay.action).max() <= 2.0
     with pytest.raises(ConfigError, match="no checkpoints"):
         make_dataset("Pendulum-v1-medium", 10, sources=src, source_run=tmp_path)
+
+
+def test_ship_snapshots_keeps_the_medium_and_expert_policies(tmp_path):
+    from polyrl.data.recipes import pick_snapshots, ship_snapshots
+
+    src = tmp_path / "src"
+    returns = {1000: 20.0, 2000: 60.0, 3000: 150.0, 4000: 300.0, 5000: 280.0}  # random 10: a third of the way is 106.7
+    for step in returns:
+        (src / "snapshots" / f"step_{step}").mkdir(parents=True)
+        (src / "snapshots" / f"step_{step}" / "agent.json").write_text(str(step))
+        (src / "snapshots" / f"step_{step}" / "model.safetensors").write_text("weights")
+        (src / "snapshots" / f"step_{step}" / "resume.safetensors").write_text("optimiser and buffer")
+    info = {"random_return": 10.0, "snapshots": [{"step": k, "return": v, "path": f"snapshots/step_{k}"} for k, v in returns.items()]}
+    (src / "snapshots.json").write_text(json.dumps(info))
+    medium, expert = pick_snapshots(info)
+    assert (medium["step"], expert["step"]) == (3000, 4000)
+    out = ship_snapshots(src, tmp_path / "shipped", {"made_by": "test"})
+    shipped = json.loads((out / "snapshots.json").read_text())
+    assert [s["step"] for s in shipped["snapshots"]] == [3000, 4000]
+    assert [s["step"] for s in pick_snapshots(shipped)] == [3000, 4000]  # the selection gives the same two back
+    assert (out / "step_3000" / "agent.json").read_text() == "3000" and not (out / "step_2000").exists()
+    assert sorted(p.name for p in (out / "step_3000").iterdir()) == ["agent.json", "model.safetensors"]  # no resume state
+    assert shipped["provenance"]["made_by"] == "test" and len(shipped["provenance"]["all_snapshots"]) == 5
+
+
+def test_shipped_hopper_snapshots_make_medium_data_without_training(tmp_path):
+    """The snapshots polyrl ships load with the current code (a format change would break them) and roll out."""
+    from polyrl.data.recipes import pick_snapshots, shipped_source
+
+    source = shipped_source("Hopper-v5")
+    assert source is not None
+    info = json.loads((source / "snapshots.json").read_text())
+    medium, expert = pick_snapshots(info)
+    assert info["random_return"] < medium["return"] < expert["return"]
+    assert main(["dataset", "make", "hopper-medium", "--shipped", "--steps", "300", "--out", str(tmp_path / "m"),
+                 "--sources", str(tmp_path / "src")]) == 0
+    ds = Dataset.load(tmp_path / "m")
+    assert len(ds) == 300 and ds.meta["env_id"] == "Hopper-v5" and ds.meta["policy_eval_return"] == medium["return"]
+    assert "shipped" in ds.meta["source"] and ds.meta["source_provenance"]["algo"] == "sac"
+    assert ds.meta["expert_return"] == expert["return"] and not (tmp_path / "src").exists()  # nothing trained
+    with pytest.raises(ConfigError, match="replay buffer"):
+        make_dataset("hopper-medium-replay", 10, shipped=True)
+    with pytest.raises(ConfigError, match="ships no SAC snapshots for Pendulum-v1"):
+        make_dataset("Pendulum-v1-medium", 10, shipped=True)

@@ -327,3 +327,14 @@ def test_pipeline_scores_against_the_tasks_references_before_the_datasets_own():
     assert (own["random"], own["expert"]) == (29.0, 247.0) and "medium dataset" in own["source"]
     assert own == dataset_reference(recipe_meta)
     assert reference_returns({}, "Pendulum-v1") is None
+
+
+def test_pipeline_dataset_stage_uses_the_shipped_snapshots_where_polyrl_has_them(tmp_path):
+    from polyrl.pipeline import Pipeline, PipelineConfig
+
+    pipe = Pipeline(PipelineConfig(env="Hopper-v5", recipe_transitions=200), tmp_path, progress=False)
+    info = pipe._dataset()
+    assert info["policies"] == "shipped" and info["transitions"] == 200
+    assert not (tmp_path / ".recipe-sources").exists()  # no SAC was trained
+    with pytest.raises(ConfigError, match="recipe_source"):
+        Pipeline(PipelineConfig(recipe_source="download"), tmp_path / "x", progress=False)

@@ -14,6 +14,12 @@ The SAC run is shared by the recipes of one env, seed and budget: it is kept
 under ``<out>/../.polyrl-sources/`` and reused. Every dataset records its
 provenance (recipe, policy return, training budget, seed, polyrl version).
 
+``shipped=True`` (CLI ``--shipped``) takes the medium and expert policies from
+the SAC snapshots polyrl ships for the env (``polyrl/data/sources/<env>/``,
+made by this module's own SAC recipe run; :func:`shipped_source`), so a medium
+or expert dataset costs only its rollouts. polyrl ships no replay buffer, so
+``medium-replay`` always trains.
+
 ``source_run=RUN_DIR`` (CLI ``--from-run``) takes the policies from a run you
 already trained instead (any algorithm on the env, with periodic checkpoints):
 each checkpoint is a snapshot, evaluated once (the evaluations are cached
@@ -35,6 +41,7 @@ from polyrl.data.dataset import Dataset
 from polyrl.errors import ConfigError
 
 RECIPES = ("random", "medium", "medium-replay", "expert", "medium-expert")
+SHIPPED_SOURCES = Path(__file__).parent / "sources"
 ALIASES = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5", "ant": "Ant-v5"}
 
 
@@ -45,6 +52,13 @@ def parse(name: str) -> tuple[str, str]:
             env = name[: -len(recipe) - 1]
             return ALIASES.get(env.lower(), env), recipe
     raise ConfigError(f"unknown recipe in {name!r}; use <env>-<{'|'.join(RECIPES)}>, e.g. hopper-medium")
+
+
+def shipped_source(env_id: str) -> Path | None:
+    """The directory of the SAC snapshots polyrl ships for ``env_id`` (its ``snapshots.json`` lists them with their
+    evaluation returns and says how they were made), or ``None`` when it ships none."""
+    path = SHIPPED_SOURCES / env_id.replace("/", "_")
+    return path if (path / "snapshots.json").exists() else None
 
 
 def _source_run(env_id: str, train_steps: int, eval_every: int, seed: int, root: Path, progress: bool) -> Path:
@@ -151,27 +165,76 @@ def random_returns(env_id: str, seed: int, episodes: int = 10) -> list[tuple[flo
     return done[:episodes]
 
 
+def pick_snapshots(info: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(medium, expert)`` of a ``snapshots.json``: the best snapshot, and the first that reaches a third of the
+    way from the random return to it (the expert itself if none beat random)."""
+    snaps, r_random = info["snapshots"], info["random_return"]
+    expert = max(snaps, key=lambda s: s["return"])
+    third = r_random + (expert["return"] - r_random) / 3.0
+    return next((s for s in snaps if s["return"] >= third), expert), expert
+
+
+def ship_snapshots(source: str | Path, out: str | Path, provenance: dict[str, Any]) -> Path:
+    """Copy a source run's medium and expert snapshots (:func:`pick_snapshots`) to ``out`` with a ``snapshots.json``
+    that lists just those two (so the selection gives them back) and, under ``provenance``, how they were made and
+    every snapshot's return. This is how ``polyrl/data/sources/<env>/`` is made (``scripts/make_shipped_sources.py``)."""
+    from polyrl.io import write_json_atomic
+
+    source, out = Path(source), Path(out)
+    info = json.loads((source / "snapshots.json").read_text())
+    medium, expert = pick_snapshots(info)
+    kept = [medium] if medium is expert else [medium, expert]
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    listed = []
+    for snap in kept:
+        name = Path(snap["path"]).name
+        (out / name).mkdir()
+        for file in ("agent.json", "model.safetensors"):  # the deployable policy; no resume state
+            shutil.copy2(Path(source) / snap["path"] / file, out / name / file)
+        listed.append({k: v for k, v in snap.items() if k != "path"} | {"path": name})
+    curve = [{"step": s["step"], "return": s["return"]} for s in info["snapshots"]]
+    write_json_atomic(out / "snapshots.json", {"snapshots": listed, "random_return": info["random_return"],
+                                               "provenance": provenance | {"all_snapshots": curve}})
+    return out
+
+
 def make_dataset(name: str, steps: int, *, train_steps: int = 100_000, eval_every: int = 5_000, seed: int = 0,
-                 sources: str | Path = ".polyrl-sources", progress: bool = False, source_run: str | Path | None = None) -> Dataset:
+                 sources: str | Path = ".polyrl-sources", progress: bool = False, source_run: str | Path | None = None,
+                 shipped: bool = False) -> Dataset:
     """Build the dataset ``<env>-<recipe>`` with ``steps`` transitions (see the module docstring); the policies come
-    from a SAC run trained here for ``train_steps``, or from the checkpoints of ``source_run``."""
+    from a SAC run trained here for ``train_steps``, from the checkpoints of ``source_run``, or (``shipped``) from
+    the snapshots polyrl ships for the env."""
     import polyrl
 
     env_id, recipe = parse(name)
     base: dict[str, Any] = {"recipe": recipe, "dataset_name": name, "seed": seed}
     if recipe == "random":
         return _named(collect(env_id, steps, seed=seed + 1, provenance=base), name)
-    if source_run is not None:
+    if shipped:
+        if source_run is not None:
+            raise ConfigError("pass either shipped snapshots or a source run, not both")
+        if recipe == "medium-replay":
+            raise ConfigError("medium-replay needs the SAC run's replay buffer, which polyrl does not ship; "
+                              "train the run instead (drop --shipped / use recipe_source='train')")
+        run = shipped_source(env_id)
+        if run is None:
+            have = sorted(p.name for p in SHIPPED_SOURCES.glob("*/snapshots.json")) if SHIPPED_SOURCES.exists() else []
+            raise ConfigError(f"polyrl ships no SAC snapshots for {env_id} (it has: {', '.join(have) or 'none'}); "
+                              "train the run instead (drop --shipped / use recipe_source='train')")
+    elif source_run is not None:
         run = _snapshots_of_run(env_id, Path(source_run), seed, Path(sources))
     else:
         run = _source_run(env_id, train_steps, eval_every, seed, Path(sources), progress)
     info = json.loads((run / "snapshots.json").read_text())
-    snaps, r_random = info["snapshots"], info["random_return"]
-    expert = max(snaps, key=lambda s: s["return"])
-    third = r_random + (expert["return"] - r_random) / 3.0
-    medium = next((s for s in snaps if s["return"] >= third), expert)  # the expert if nothing beat random
+    r_random = info["random_return"]
+    medium, expert = pick_snapshots(info)
     base |= {"random_return": r_random, "expert_return": expert["return"]}
-    base |= {"source_run": info["source_run"]} if source_run is not None else {"train_steps": train_steps}
+    if shipped:
+        base |= {"source": f"polyrl's shipped {env_id} SAC snapshots", "source_provenance": info.get("provenance")}
+    else:
+        base |= {"source_run": info["source_run"]} if source_run is not None else {"train_steps": train_steps}
 
     def rollout(snap: dict[str, Any], n: int, collect_seed: int, tag: str) -> Dataset:
         agent = polyrl.load(run / snap["path"], resume=False)
