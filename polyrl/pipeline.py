@@ -35,7 +35,7 @@ RECIPE_SOURCES = ("auto", "shipped", "train")
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """The pipeline's settings; the defaults finish in about 7 minutes (7 min 14 s measured on one core, one torch thread)."""
+    """The pipeline's settings; the defaults finish in about 5 minutes (4 min 27 s measured on one core, one torch thread)."""
 
     env: str = "Hopper-v5"
     """Environment (evaluation, fine-tuning, and the recipe's data)."""
@@ -234,8 +234,8 @@ def reference_returns(meta: dict[str, Any], env_id: str) -> dict[str, Any] | Non
 
     The task's references come first so that a pipeline's score means what ``polyrl eval`` and the
     trainer's ``eval/normalized_score`` mean for the same env: a recipe made on a small budget has a weak
-    "expert" (the pipeline's default Hopper recipe: a 15k-step SAC returning ~250, against 3429 for polyrl's
-    200k-step Hopper-v5 reference), and scoring against it would turn a policy that barely hops into ~80.
+    "expert" (a Hopper recipe trained for 15k SAC steps: ~250, against 3429 for polyrl's 200k-step Hopper-v5
+    reference), and scoring against it turned a policy that barely hops into ~80.
     """
     from polyrl.data.scores import reference
 
