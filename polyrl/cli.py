@@ -343,7 +343,7 @@ def cmd_sweep(argv: Sequence[str]) -> int:
 
 
 def cmd_pipeline(argv: Sequence[str]) -> int:
-    from polyrl.pipeline import Pipeline, PipelineConfig, config_from_args
+    from polyrl.pipeline import RECIPE_SOURCES, Pipeline, PipelineConfig, config_from_args
 
     d = PipelineConfig()
     p = argparse.ArgumentParser(prog="polyrl pipeline", description=(
@@ -353,7 +353,7 @@ def cmd_pipeline(argv: Sequence[str]) -> int:
     p.add_argument("--dataset", default=None, help="training data, polyrl or Minari (default: made with --recipe)")
     p.add_argument("--recipe", default=None, help=f"recipe when no dataset is given: random, medium, medium-replay, expert, medium-expert (default {d.recipe})")
     p.add_argument("--recipe-transitions", type=int, default=None, help=f"transitions of the recipe's dataset (default {d.recipe_transitions})")
-    p.add_argument("--recipe-source", default=None, choices=("auto", "shipped", "train"),
+    p.add_argument("--recipe-source", default=None, choices=RECIPE_SOURCES,
                    help=f"the recipe's policies: polyrl's shipped SAC snapshots, a SAC run trained here, or auto: shipped where "
                    f"polyrl has them (Hopper-v5; not medium-replay) (default {d.recipe_source})")
     p.add_argument("--recipe-train-steps", type=int, default=None, help=f"env steps of the SAC run behind the recipe, when trained (default {d.recipe_train_steps})")

@@ -292,9 +292,11 @@ def _scores_html(scores: dict[str, Any]) -> str:
     rows = [(ph.get("name", "?"), _num(ph.get("return"), ph.get("return_std")), _num(ph.get("score"))) for ph in phases]
     own = scores.get("dataset_reference")
     if isinstance(own, dict) and isinstance(own.get("random"), (int, float)) and isinstance(own.get("expert"), (int, float)):
-        span = own["expert"] - own["random"]
-        relative = ", ".join(f"{ph.get('name', '?')} {_num(100.0 * (ph['return'] - own['random']) / span)}"
-                             for ph in phases if isinstance(ph.get("return"), (int, float))) if span else ""
+        from polyrl.data.scores import Reference
+
+        scale = Reference(own["random"], own["expert"], str(own.get("source")))
+        relative = ", ".join(f"{ph.get('name', '?')} {_num(scale.score(ph['return']))}" for ph in phases
+                             if isinstance(ph.get("return"), (int, float))) if scale.expert != scale.random else ""
         text += (f" The dataset's own references (random {_num(own['random'])}, expert {_num(own['expert'])}: its "
                  f"maker's best policy) would give {relative or 'no score'}.")
     return f"<h3>Scores</h3><p>{escape(text)}</p>" + _table(["phase", "return", "normalised score"], rows, numeric=[1, 2])

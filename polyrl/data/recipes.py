@@ -15,8 +15,10 @@ under ``<out>/../.polyrl-sources/`` and reused. Every dataset records its
 provenance (recipe, policy return, training budget, seed, polyrl version).
 
 ``shipped=True`` (CLI ``--shipped``) takes the medium and expert policies from
-the SAC snapshots polyrl ships for the env (``polyrl/data/sources/<env>/``,
-made by this module's own SAC recipe run; :func:`shipped_source`), so a medium
+the SAC snapshots polyrl ships for the env (``polyrl/data/sources/<env>/``:
+a SAC run with observation normalisation, its checkpoints evaluated as for
+``source_run`` and cut to the medium and expert by :func:`ship_snapshots`;
+``scripts/make_shipped_sources.py`` remakes them), so a medium
 or expert dataset costs only its rollouts. polyrl ships no replay buffer, so
 ``medium-replay`` always trains.
 
@@ -42,6 +44,7 @@ from polyrl.errors import ConfigError
 
 RECIPES = ("random", "medium", "medium-replay", "expert", "medium-expert")
 SHIPPED_SOURCES = Path(__file__).parent / "sources"
+TRAIN_HINT = "train the run instead (drop --shipped / use recipe_source='train')"
 ALIASES = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5", "ant": "Ant-v5"}
 
 
@@ -192,7 +195,7 @@ def ship_snapshots(source: str | Path, out: str | Path, provenance: dict[str, An
         name = Path(snap["path"]).name
         (out / name).mkdir()
         for file in ("agent.json", "model.safetensors"):  # the deployable policy; no resume state
-            shutil.copy2(Path(source) / snap["path"] / file, out / name / file)
+            shutil.copy2(source / snap["path"] / file, out / name / file)
         listed.append({k: v for k, v in snap.items() if k != "path"} | {"path": name})
     curve = [{"step": s["step"], "return": s["return"]} for s in info["snapshots"]]
     write_json_atomic(out / "snapshots.json", {"snapshots": listed, "random_return": info["random_return"],
@@ -216,13 +219,11 @@ def make_dataset(name: str, steps: int, *, train_steps: int = 100_000, eval_ever
         if source_run is not None:
             raise ConfigError("pass either shipped snapshots or a source run, not both")
         if recipe == "medium-replay":
-            raise ConfigError("medium-replay needs the SAC run's replay buffer, which polyrl does not ship; "
-                              "train the run instead (drop --shipped / use recipe_source='train')")
+            raise ConfigError(f"medium-replay needs the SAC run's replay buffer, which polyrl does not ship; {TRAIN_HINT}")
         run = shipped_source(env_id)
         if run is None:
             have = sorted(p.name for p in SHIPPED_SOURCES.glob("*/snapshots.json")) if SHIPPED_SOURCES.exists() else []
-            raise ConfigError(f"polyrl ships no SAC snapshots for {env_id} (it has: {', '.join(have) or 'none'}); "
-                              "train the run instead (drop --shipped / use recipe_source='train')")
+            raise ConfigError(f"polyrl ships no SAC snapshots for {env_id} (it has: {', '.join(have) or 'none'}); {TRAIN_HINT}")
     elif source_run is not None:
         run = _snapshots_of_run(env_id, Path(source_run), seed, Path(sources))
     else:
