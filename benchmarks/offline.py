@@ -235,25 +235,29 @@ def make_data(envs: list[str], data_dir: Path, budget: dict[str, int], threads: 
         print(f"{env}: done in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
 
 
-def make_data_from_run(envs: list[str], data_dir: Path, source_run: Path, transitions: int, threads: int, force: bool) -> None:
+def make_data_from_run(envs: list[str], data_dir: Path, source_run: Path | None, transitions: int, threads: int,
+                       force: bool) -> None:
     """Build ``<env>-{medium,medium-replay,medium-expert,expert}`` with polyrl's recipes from an existing run's
     checkpoints (``polyrl dataset make --from-run``): expert = the best checkpoint, medium = the first whose return
-    reaches a third of the way from random to expert, medium-replay = the run's replay buffer up to it."""
+    reaches a third of the way from random to expert, medium-replay = the run's replay buffer up to it.
+    ``source_run=None`` takes the SAC snapshots polyrl ships instead (``polyrl dataset make --shipped``; medium-replay
+    re-runs the shipped SAC up to its medium snapshot), so the same datasets can be remade anywhere without a run."""
     import torch
 
     from polyrl.data.recipes import make_dataset
 
     torch.set_num_threads(threads)
+    origin = "--shipped" if source_run is None else f"--from-run {source_run}"
     for env in envs:
         outputs = {k: data_dir / f"{env}-{k}" for k in (*KINDS, "expert")}
         if not force and all((p / "meta.json").exists() for p in outputs.values()):
             print(f"{env}: datasets exist in {data_dir} (--force to rebuild)", flush=True)
             continue
-        base = {"made_by": f"benchmarks/offline.py make-data --from-run {source_run}",
-                "reference_returns": env_reference(env)}
+        base = {"made_by": f"benchmarks/offline.py make-data {origin}", "reference_returns": env_reference(env)}
         t0 = time.perf_counter()
         for kind, out in outputs.items():
-            ds = make_dataset(f"{env}-{kind}", transitions, sources=data_dir / "_sources", source_run=source_run)
+            ds = make_dataset(f"{env}-{kind}", transitions, sources=data_dir / "_sources", source_run=source_run,
+                              shipped=source_run is None)
             ds.meta.update(base)
             ds.save(out)
             info = ds.info()
@@ -502,6 +506,9 @@ def parse_make_data_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--force", action="store_true", help="rebuild datasets that exist")
     p.add_argument("--from-run", type=Path, default=None, metavar="RUN_DIR",
                    help="take the policies from this (single-env SAC) run's checkpoints with polyrl's recipes instead of training SAC")
+    p.add_argument("--shipped", action="store_true",
+                   help="take the policies from the SAC snapshots polyrl ships (Hopper-v5), medium-replay by re-running "
+                   "that SAC to its medium snapshot (about 15 min on one core); the same files on any machine that computes alike")
     return p.parse_args(argv)
 
 
@@ -518,10 +525,13 @@ def main_make_data(argv: list[str]) -> None:
     if unknown:
         raise SystemExit(f"unknown env(s) {sorted(unknown)}; known: {', '.join(ENVS)}")
     data_dir = (args.data_dir or (QUICK_DATA_DIR if args.quick else DATA_DIR)).resolve()
-    if args.from_run is not None:
+    if args.from_run is not None or args.shipped:
+        if args.from_run is not None and args.shipped:
+            raise SystemExit("pass either --from-run or --shipped, not both")
         if len(envs) != 1:
-            raise SystemExit("--from-run makes the datasets of one env: pass --env with the run's env")
-        print(f"make-data: {envs[0]} into {data_dir} from {args.from_run} ({budget['transitions']} transitions)", flush=True)
+            raise SystemExit("--from-run/--shipped make the datasets of one env: pass --env with its env")
+        origin = "polyrl's shipped SAC snapshots" if args.shipped else args.from_run
+        print(f"make-data: {envs[0]} into {data_dir} from {origin} ({budget['transitions']} transitions)", flush=True)
         make_data_from_run(envs, data_dir, args.from_run, budget["transitions"], args.threads, args.force)
         return
     print(f"make-data: {', '.join(envs)} into {data_dir} ({json.dumps(budget)})", flush=True)

@@ -184,7 +184,7 @@ def cmd_dataset(argv: Sequence[str]) -> int:
                         help="take the policies from this run's checkpoints instead of training SAC (medium-replay: its replay buffer)")
     make_p.add_argument("--shipped", action="store_true",
                         help="take the medium/expert policies from the SAC snapshots polyrl ships for the env (Hopper-v5) "
-                        "instead of training SAC")
+                        "instead of training SAC; medium-replay re-runs the shipped SAC up to its medium snapshot")
     ref_p = sub.add_parser("reference", help="measure an env's reference returns (random policy, an expert run) for normalised scores",
                            description="Prints the mean return of a uniformly random policy and of an expert run's deterministic "
                            "policy; with --out, merges them into a references file (point POLYRL_REFERENCES at it to use it).")
@@ -218,6 +218,11 @@ def cmd_dataset(argv: Sequence[str]) -> int:
         info = ds.info()
         print(f"wrote {out}: {info['transitions']} transitions, {info['episodes']} episodes, mean return "
               f"{info['mean_return']:.2f} (recipe {ds.meta['recipe']}, policy {ds.meta['policy']})")
+        check = ds.meta.get("replay_check")
+        if check is not None and not check["matches_shipped_medium"]:
+            print(f"note: the re-run's policy at the medium step differs from the shipped one (largest weight difference "
+                  f"{check['max_abs_weight_diff']:.3g}: another CPU or torch release computes differently), so this is a "
+                  "medium-replay of the same recipe, not the shipped medium policy's own history", file=sys.stderr)
         return 0
     if args.action == "export":
         from polyrl.data.minari_io import save_minari
@@ -355,7 +360,7 @@ def cmd_pipeline(argv: Sequence[str]) -> int:
     p.add_argument("--recipe-transitions", type=int, default=None, help=f"transitions of the recipe's dataset (default {d.recipe_transitions})")
     p.add_argument("--recipe-source", default=None, choices=RECIPE_SOURCES,
                    help=f"the recipe's policies: polyrl's shipped SAC snapshots, a SAC run trained here, or auto: shipped where "
-                   f"polyrl has them (Hopper-v5; not medium-replay) (default {d.recipe_source})")
+                   f"polyrl has them (Hopper-v5) (default {d.recipe_source})")
     p.add_argument("--recipe-train-steps", type=int, default=None, help=f"env steps of the SAC run behind the recipe, when trained (default {d.recipe_train_steps})")
     p.add_argument("--algo", default=None, help=f"unio4, iql, td3bc or prdc (default {d.algo})")
     p.add_argument("--offline-steps", type=int, default=None, help=f"offline gradient updates (default {d.offline_steps})")

@@ -196,7 +196,43 @@ def test_shipped_hopper_snapshots_make_medium_data_without_training(tmp_path):
     assert len(ds) == 300 and ds.meta["env_id"] == "Hopper-v5" and ds.meta["policy_eval_return"] == medium["return"]
     assert "shipped" in ds.meta["source"] and ds.meta["source_provenance"]["algo"] == "sac"
     assert ds.meta["expert_return"] == expert["return"] and not (tmp_path / "src").exists()  # nothing trained
-    with pytest.raises(ConfigError, match="replay buffer"):
-        make_dataset("hopper-medium-replay", 10, shipped=True)
     with pytest.raises(ConfigError, match="ships no SAC snapshots for Pendulum-v1"):
         make_dataset("Pendulum-v1-medium", 10, shipped=True)
+
+
+def test_shipped_medium_replay_reruns_the_shipped_recipe_to_the_medium_snapshot(tmp_path, monkeypatch):
+    """A shipped medium-replay re-runs the snapshots' SAC from their recorded recipe: on one machine the re-run ends
+    on the shipped medium policy bit for bit, and its buffer is the original run's history up to that step."""
+    from polyrl.data import recipes
+    from polyrl.data.recipes import _snapshots_of_run, pick_snapshots, ship_snapshots
+
+    config = {"learning_starts": 100, "batch_size": 32, "hidden": [32, 32]}
+    run = tmp_path / "run"
+    agent = polyrl.make("sac", "Pendulum-v1", seed=3, run_dir=run, **config)
+    agent.learn(600, progress=False, tensorboard=False, eval_every=0, eval_episodes=0, checkpoint_every=200, keep_checkpoints=10)
+    agent.close()
+    source = _snapshots_of_run("Pendulum-v1", run, 3, tmp_path / "evals")
+    shipped = tmp_path / "shipped"
+    ship_snapshots(source, shipped / "Pendulum-v1", {"algo": "sac", "config": config, "seed": 3, "checkpoint_every": 200})
+    monkeypatch.setattr(recipes, "SHIPPED_SOURCES", shipped)
+    medium, _ = pick_snapshots(json.loads((shipped / "Pendulum-v1" / "snapshots.json").read_text()))
+
+    sources = tmp_path / "sources"
+    assert main(["dataset", "make", "Pendulum-v1-medium-replay", "--shipped", "--out", str(tmp_path / "mr"),
+                 "--sources", str(sources)]) == 0
+    ds = Dataset.load(tmp_path / "mr")
+    assert ds.meta["replay_check"]["matches_shipped_medium"] and ds.meta["replay_check"]["max_abs_weight_diff"] == 0.0
+    assert len(ds) == medium["step"] and ds.meta["policy_eval_return"] == medium["return"]
+    # the same transitions the shipped run stored up to its medium snapshot
+    original = recipes._replay_of_run(run, medium["step"])
+    for field in ("obs", "action", "reward", "next_obs", "terminated"):
+        assert np.array_equal(getattr(ds, field), original[field]), field
+    # made once, then reused: a second dataset needs no training (the re-run's checkpoints are unchanged)
+    (rerun,) = list(sources.iterdir())
+    stamp = sorted((p.name, p.stat().st_mtime_ns) for p in (rerun / "run" / "checkpoints").iterdir())
+    make_dataset("Pendulum-v1-medium-replay", 10, sources=sources, shipped=True)
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in (rerun / "run" / "checkpoints").iterdir()) == stamp
+    # snapshots that do not say how their run was made cannot be re-run
+    ship_snapshots(source, shipped / "Pendulum-v1", {"made_by": "hand"})
+    with pytest.raises(ConfigError, match="does not record how its run was made"):
+        make_dataset("Pendulum-v1-medium-replay", 10, sources=tmp_path / "other", shipped=True)
