@@ -199,6 +199,8 @@ def run_case(case: Case, repeats: int, calls: int, gemm: float) -> dict[str, Any
         "budget": f"{calls} timed update calls per agent after {2} flop-counted ones",
         "command": f"python benchmarks/floor.py --case {case.name}",
         "date": datetime.date.today().isoformat(),
+        "notes": "ms per update call on one idle thread: polyrl's update plus the trainer's work around it; the JSON's "
+                 "'floor' holds the arithmetic floor, the batch-1 cost and the bounds they put on the peer ratio",
         "floor": {"flops_per_call": med["flops_per_call"], "grad_steps_per_call": med["grad_steps_per_call"],
                   "gemm_gflops": round(gemm, 1), "floor_ms": round(floor_ms, 3), "update_ms": round(med["update_ms"], 3),
                   "batch1_ms": round(b1_ms, 3), "outside_ms": round(med["outside_ms"], 3),

@@ -476,7 +476,8 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
                     if t in tasks)
         + " - the references `polyrl.data.reference` picks for the env id (polyrl's own measurement when it ships "
         "one), so absolute scores are not comparable with D4RL papers; the datasets are polyrl's own "
-        "(`python benchmarks/offline.py make-data`; their provenance is in each `meta.json`; see the behaviour "
+        "(`python benchmarks/offline.py make-data`, or `make-data --shipped` from the SAC snapshots polyrl ships; "
+        "their provenance is in each `meta.json`; see the behaviour "
         "scores). Evaluation env copies are seeded `seed + 10000 + i`.",
         f"- **Columns**: *offline score*: the evaluation at the end of offline training (Uni-O4: of the member "
         f"selected); *first online eval*: the first evaluation after the hand-off (@ its env step); *drop*: offline "
