@@ -40,12 +40,13 @@ import datetime
 import json
 import shutil
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import offline
+import online
 from _polyrl_offline_runner import polyrl_config as offline_config
 from _polyrl_runner import polyrl_config as online_config
 from _results import say, write_results, write_section
@@ -56,6 +57,7 @@ RESULTS = HERE / "results" / "floor.json"
 MARKDOWN = ROOT / "BENCHMARKS.md"
 WORK = HERE / ".work" / "floor"
 START, END = "<!-- floor:start -->", "<!-- floor:end -->"
+COUNTED_CALLS = 2  # update calls under the flop counter: TD3-style actors step every other update
 
 
 @dataclass(frozen=True)
@@ -70,11 +72,6 @@ class Case:
 
 
 def cases() -> list[Case]:
-    sys.path.insert(0, str(HERE))
-    import offline
-    import online
-
-    del online  # imported here so that the path is set for config()
     ppo_b1 = {"batch_size": 1, "n_epochs": 1}
     return [
         Case("sac-Hopper-v5", "sac", "Hopper-v5", False, 2.0, ("online", "sac", "updates_per_s"), {"batch_size": 1}),
@@ -85,9 +82,6 @@ def cases() -> list[Case]:
 
 
 def config(case: Case) -> dict[str, Any]:
-    import offline
-    import online
-
     if case.offline:
         return offline_config(case.algo, offline.ALGOS[case.algo])
     hp = next(c.hp for c in online.CASES if c.algo == case.algo and c.task == case.env)
@@ -133,7 +127,7 @@ def measure(case: Case, overrides: dict[str, Any], calls: int, seed: int) -> dic
     else:
         agent = polyrl.make(case.algo, env=case.env, seed=seed, run_dir=run_dir, **cfg)
     algo, update = agent.algo, agent.algo.update
-    counted = 2  # updates under the flop counter: TD3-style actors step every other update
+    counted = COUNTED_CALLS
     st: dict[str, Any] = {"flops": 0, "grad_steps": 0, "calls": 0, "update_s": 0.0, "first": None, "last": None}
 
     def wrapped(batch: Any) -> Any:
@@ -196,7 +190,7 @@ def run_case(case: Case, repeats: int, calls: int, gemm: float) -> dict[str, Any
         "task": case.env if not case.offline else "hopper (offline)", "algo": case.algo, "metric": "update_ms",
         "higher_is_better": False, "polyrl": round(total, 3), "peer": None, "ratio": None,
         "peer_name": "no peer: this machine's arithmetic floor", "repeats": repeats, "seeds": list(range(repeats)),
-        "budget": f"{calls} timed update calls per agent after {2} flop-counted ones",
+        "budget": f"{calls} timed update calls per agent after {COUNTED_CALLS} flop-counted ones",
         "command": f"python benchmarks/floor.py --case {case.name}",
         "date": datetime.date.today().isoformat(),
         "notes": "ms per update call on one idle thread: polyrl's update plus the trainer's work around it; the JSON's "
@@ -250,7 +244,6 @@ def main(argv: list[str] | None = None) -> None:
         write_section(MARKDOWN, START, END, render(json.loads(RESULTS.read_text())))
         return
     import torch
-    from online import machine_info
 
     import polyrl
 
@@ -276,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
             f"best ratio {f['max_ratio_hard']} / {f['max_ratio_eager']} (target {case.target}x) "
             f"[{time.perf_counter() - t:.0f} s]")
     order = [c.name for c in cases()]
-    data = {"benchmark": "floor", "polyrl_version": polyrl.__version__, "machine": machine_info(1),
+    data = {"benchmark": "floor", "polyrl_version": polyrl.__version__, "machine": online.machine_info(1),
             "date": datetime.date.today().isoformat(), "gemm_gflops": round(gemm, 1),
             "records": sorted(records.values(), key=lambda r: order.index(r["command"].rsplit(" ", 1)[-1]))}
     write_results(RESULTS, data)

@@ -508,7 +508,7 @@ def parse_make_data_args(argv: list[str]) -> argparse.Namespace:
                    help="take the policies from this (single-env SAC) run's checkpoints with polyrl's recipes instead of training SAC")
     p.add_argument("--shipped", action="store_true",
                    help="take the policies from the SAC snapshots polyrl ships (Hopper-v5), medium-replay by re-running "
-                   "that SAC to its medium snapshot (about 15 min on one core); the same files on any machine that computes alike")
+                   "that SAC to its medium snapshot (about 12 min on one core); the same files on any machine that computes alike")
     return p.parse_args(argv)
 
 

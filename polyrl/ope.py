@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from polyrl.algos.base import adam
 from polyrl.data.dataset import Dataset
 from polyrl.models.dynamics import DynamicsConfig, DynamicsEnsemble, fit_dynamics, termination_rule
 from polyrl.nets.heads import DiscreteQ, QEnsemble
@@ -89,7 +90,7 @@ def fqe(agent: Agent, dataset: Dataset, *, steps: int = 20_000, gamma: float = 0
         discrete = spec.action_kind == "discrete"
         q = (DiscreteQ(spec.obs_dim, spec.action_dim, hidden) if discrete else QEnsemble(1, spec.obs_dim, spec.action_dim, hidden)).to(device)
     q_target = copy.deepcopy(q).requires_grad_(False)
-    opt = torch.optim.Adam(q.parameters(), lr=learning_rate, fused=True)  # one kernel for every parameter
+    opt = adam(q.parameters(), learning_rate)
 
     def value(net: torch.nn.Module, obs: Tensor, action: Tensor) -> Tensor:
         x = agent.obs_norm(obs)

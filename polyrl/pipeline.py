@@ -49,7 +49,7 @@ class PipelineConfig:
     """Where the recipe's policies come from: "shipped" (the SAC snapshots polyrl ships for the env), "train" (a SAC
     run of recipe_train_steps), or "auto" (shipped when polyrl ships snapshots for the env, else train). A shipped
     medium-replay re-runs the shipped SAC up to its medium snapshot for the replay buffer (Hopper-v5: 80k env steps,
-    about 11 minutes on one core)."""
+    about 12 minutes on one core)."""
     recipe_train_steps: int = 15_000
     """Env steps of the SAC run behind the recipe (when it is trained)."""
     algo: str = "unio4"

@@ -23,7 +23,7 @@ or expert dataset costs only its rollouts. polyrl ships no replay buffer:
 a shipped ``medium-replay`` re-runs the shipped SAC's recipe (algorithm,
 config, seed and checkpoint interval, as ``snapshots.json`` records them) up
 to the medium snapshot's step and takes that run's replay buffer
-(:func:`_shipped_replay`; about 11 minutes on one core for Hopper-v5's 80k
+(:func:`_shipped_replay`; about 12 minutes on one core for Hopper-v5's 80k
 steps). CPU runs are deterministic, so where torch computes as on the machine
 that made the snapshots the re-run ends on the shipped medium policy bit for
 bit; the dataset's ``meta.json`` says whether it did (``replay_check``).
@@ -182,7 +182,6 @@ def _shipped_replay(env_id: str, source: Path, info: dict[str, Any], medium: dic
     agent = polyrl.load(run) if list_checkpoints(run) else None
     if agent is not None and agent.algo.env_steps > n:  # a run taken past the medium step cannot give its buffer back
         agent.close()
-        shutil.rmtree(run)
         agent = None
     if agent is None:
         shutil.rmtree(run, ignore_errors=True)
