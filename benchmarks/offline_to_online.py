@@ -80,21 +80,24 @@ QUICK = Budget(seeds=1, offline_updates=200, online_steps=3_000, offline_eval_ev
                eval_episodes=3)
 
 # Config fields passed to polyrl.make; everything else is the algorithm's default. Uni-O4: polyrl's defaults
-# (4 members, SARSA-style critics, 5% of the offline budget behaviour PPO, "ope_eval" selection: the best of the 3
-# top-OPE members after 5 real episodes each, as the authors do, or of the BC policies they started from; the
-# critic and the share are spelled out so that results cached under the old defaults do not count) except
-# batch 256 instead of 512: it halves the
-# cost of an update (measured ~46 vs ~25 updates/s on one loaded core), which the CPU budget needs, and gives
-# every offline method the same 256 transitions per update.
+# (4 members, IQL-style critics, V re-fit on Monte-Carlo returns before going online, 5% of the offline budget
+# behaviour PPO, "ope_eval" selection: the best of the 3 top-OPE members after 5 real episodes each, as the authors
+# do, or of the BC policies they started from; critics, online V and share are spelled out so that results cached
+# under other defaults do not count) except batch 256 instead of 512: it halves the cost of an update (measured ~46
+# vs ~25 updates/s on one loaded core), which the CPU budget needs, and gives every offline method the same 256
+# transitions per update. "unio4-sarsa" is Uni-O4 with the SARSA-style critics and the offline V online, polyrl's
+# defaults before 2026-12-07 (docs/algorithms/unio4.md note 1b).
 METHODS: dict[str, dict[str, Any]] = {
     "unio4": {"algo": "unio4", "label": "Uni-O4", "offline": True,
-              "config": {"batch_size": 256, "critic": "sarsa", "bppo_fraction": 0.05}},
+              "config": {"batch_size": 256, "critic": "iql", "online_critic": "mc", "bppo_fraction": 0.05}},
+    "unio4-sarsa": {"algo": "unio4", "label": "Uni-O4, SARSA critics", "offline": True,
+                    "config": {"batch_size": 256, "critic": "sarsa", "online_critic": "offline", "bppo_fraction": 0.05}},
     "iql": {"algo": "iql", "label": "IQL -> online", "offline": True, "config": {}},
     "td3bc": {"algo": "td3bc", "label": "TD3+BC -> online", "offline": True, "config": {}},
     "ppo": {"algo": "ppo", "label": "PPO from scratch", "offline": False, "config": {"normalize_obs": True}},
 }
-QUICK_CONFIG = {"unio4": {"model_epochs": 2}}  # --quick only: a 2-epoch dynamics model
-FLAGSHIP = "unio4"
+QUICK_CONFIG = {"unio4": {"model_epochs": 2}}  # --quick only, by algorithm: a 2-epoch dynamics model
+FLAGSHIPS = ("unio4", "unio4-sarsa")  # Uni-O4 with polyrl's defaults, and with the SARSA-style critics
 OFFLINE_BASELINES = ("iql", "td3bc")
 
 # Threshold score = the dataset's behaviour score + this many points. +10 was tried first: no method reached it
@@ -157,7 +160,7 @@ def score(ret: float, ref: dict[str, Any]) -> float:
 # -- running ---------------------------------------------------------------------------------------
 def run_spec(run: Run, budget: Budget, data_dir: Path, work: Path, quick: bool, threads: int) -> dict[str, Any]:
     m = METHODS[run.method]
-    config = dict(m["config"], **(QUICK_CONFIG.get(run.method, {}) if quick else {}))
+    config = dict(m["config"], **(QUICK_CONFIG.get(m["algo"], {}) if quick else {}))
     d = work / run.key
     return {"method": run.method, "algo": m["algo"], "env_id": ENVS[ENV]["env_id"], "seed": run.seed,
             "dataset": str(data_dir / run.dataset) if run.dataset else None, "config": config, "threads": threads,
@@ -317,10 +320,10 @@ def compare_flagship(records: list[dict[str, Any]]) -> None:
     """Give each Uni-O4 record its strongest polyrl baseline (peer stays null: no other library has Uni-O4)."""
     by = {(r["task"], r["algo"], r["metric"]): r for r in records}
     for r in records:
-        if r["algo"] != FLAGSHIP:
+        if r["algo"] not in FLAGSHIPS:
             continue
         pool = OFFLINE_BASELINES if r["metric"] in ("offline_score", "handoff_drop") else \
-            tuple(m for m in METHODS if m != FLAGSHIP)
+            tuple(m for m in METHODS if m not in FLAGSHIPS)
         others = [by[(r["task"], m, r["metric"])] for m in pool if (r["task"], m, r["metric"]) in by]
         scored = [o for o in others if o["polyrl"] is not None]
         if scored:
@@ -437,7 +440,11 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
             lines.append(f"| {METHODS[method]['label']} | {seeds_txt} | {_cell(rows.get('offline_score'))} | {first_txt} "
                          f"| {_cell(rows.get('handoff_drop'), signed=True)} | {_cell(rows.get('min_online_score'))} "
                          f"| {_cell(rows.get('final_score'))} | {thr_txt} | {wall_txt} |")
-        lines += ["", "Uni-O4 against its targets:", ""] + flagship_lines(task, by) + [""]
+        for flagship in FLAGSHIPS:
+            got = flagship_lines(task, flagship, by)
+            if got:
+                lines += ["", f"{METHODS[flagship]['label']} against its targets:", ""] + got
+        lines += [""]
     reading = data.get("reading")
     if reading:
         lines += ["**Reading.**"]
@@ -458,8 +465,10 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
         "Seeds are listed per dataset above; each run is a fresh process with one torch thread, two at a time "
         "(`--jobs 2`); one PPO run per seed serves both datasets (it never sees them).",
         "- **Methods**: polyrl's defaults except where said. Uni-O4: batch 256 (polyrl's default is 512; halved to "
-        "fit the CPU budget, and the same transitions per update as IQL and TD3+BC), SARSA-style critics (256x256; the authors use IQL-style ones, see note 1a of "
-        "docs/algorithms/unio4.md), 4-member BC ensemble with "
+        "fit the CPU budget, and the same transitions per update as IQL and TD3+BC), IQL-style critics as the authors use for locomotion (256x256, expectile 0.7), V re-fit on the "
+        "dataset's Monte-Carlo returns before going online (the *Uni-O4, SARSA critics* row: SARSA-style critics "
+        "and the offline V online, polyrl's defaults before 2026-12-07; note 1b of docs/algorithms/unio4.md), "
+        "4-member BC ensemble with "
         "the KL diversity term, the last 5% of the offline updates behaviour PPO with the OPE gate (a 7-member "
         "dynamics ensemble fitted when that phase starts, horizon-20 rollouts), deployment by `ope_eval` (the best of "
         "the 3 top-OPE members after 5 real episodes each, the authors' procedure, plus polyrl's `selection_bc`: "
@@ -494,33 +503,33 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def flagship_lines(task: str, by: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
+def flagship_lines(task: str, flagship: str, by: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
     out = []
-    off = by.get((task, FLAGSHIP, "offline_score"))
+    off = by.get((task, flagship, "offline_score"))
     if off is not None and off.get("baseline") is not None:
         verdict = "met" if off.get("target_met") else "**missed**"
         out.append(f"- offline score {off['polyrl']:.1f} vs {off['baseline']:.1f} for the best offline baseline "
                    f"({METHODS[off['baseline_algo']]['label'].split(' ')[0]}): {off['difference']:+.1f}, target "
                    f"(match within {MATCH_TOLERANCE:g} or beat) {verdict}.")
-    drop = by.get((task, FLAGSHIP, "handoff_drop"))
+    drop = by.get((task, flagship, "handoff_drop"))
     if drop is not None and drop["polyrl"] is not None:
         verdict = "met" if drop.get("target_met") else "**missed**"
         per_seed = ", ".join(f"{v:+.1f}" for v in drop["runs"]["polyrl"])
         out.append(f"- drop at the hand-off {drop['polyrl']:+.1f} points (seeds: {per_seed}): target <= "
                    f"{DROP_TARGET:g} {verdict}" + ("" if drop.get("target_met_every_seed") or not drop.get("target_met")
                                                  else " (not on every seed)") + ".")
-    worst = by.get((task, FLAGSHIP, "min_online_score"))
+    worst = by.get((task, flagship, "min_online_score"))
     if worst is not None and off is not None and worst["polyrl"] is not None:
         out.append(f"- worst online evaluation {worst['polyrl']:.1f} vs offline score {off['polyrl']:.1f}.")
-    fin = by.get((task, FLAGSHIP, "final_score"))
+    fin = by.get((task, flagship, "final_score"))
     if fin is not None and fin.get("baseline") is not None:
         out.append(f"- final score {fin['polyrl']:.1f} vs {fin['baseline']:.1f} for the strongest baseline "
                    f"({METHODS[fin['baseline_algo']]['label']}); PPO from scratch {_fmt1(fin.get('from_scratch'))}.")
-    thr = by.get((task, FLAGSHIP, "steps_to_threshold"))
+    thr = by.get((task, flagship, "steps_to_threshold"))
     if thr is not None:
         out.append(f"- env steps to threshold {_fmt_steps(thr['polyrl'])} ({thr['reached']} seeds) vs PPO from "
                    f"scratch {_fmt_steps(thr.get('from_scratch'))}.")
-    return out or ["- (no Uni-O4 records)"]
+    return out
 
 
 def _fmt1(x: float | None) -> str:
@@ -568,11 +577,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def estimate_s(run: Run, budget: Budget) -> float:
     m = METHODS[run.method]
     s = EST["startup_s"] + EST["eval_s"] * (budget.online_steps // budget.online_eval_every + 1)
-    s += budget.online_steps / EST["online_steps_per_s"][run.method]
+    s += budget.online_steps / EST["online_steps_per_s"][m["algo"]]
     if m["offline"]:
-        s += budget.offline_updates / EST["offline_updates_per_s"][run.method]
+        s += budget.offline_updates / EST["offline_updates_per_s"][m["algo"]]
         s += EST["eval_s"] * (budget.offline_updates // budget.offline_eval_every + 1)
-        if run.method == "unio4":
+        if m["algo"] == "unio4":
             s += EST["model_fit_s"] * (0.1 if QUICK_CONFIG["unio4"].get("model_epochs") and budget == QUICK else 1.0)
     return s
 

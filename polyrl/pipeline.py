@@ -35,7 +35,7 @@ RECIPE_SOURCES = ("auto", "shipped", "train")
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """The pipeline's settings; the defaults finish in about 5 minutes (3 min 44 s measured on one core, one torch thread)."""
+    """The pipeline's settings; the defaults finish in about 5 minutes (4 min 26 s measured on one core, one torch thread)."""
 
     env: str = "Hopper-v5"
     """Environment (evaluation, fine-tuning, and the recipe's data)."""
