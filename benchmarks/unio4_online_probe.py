@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+from _o2o_runner import eval_rows  # the benchmark's own reading of a run's evaluations
 
 import polyrl
 from polyrl.data.scores import reference
@@ -50,21 +51,17 @@ def main() -> None:
         agent.save(handoff)
         (handoff / "DONE").write_text("hand-off saved\n")
         agent.close()
-    probe = polyrl.load(handoff, resume=False)
-    ref = reference(probe.env_id)
-    probe.close()
-    if ref is None:
-        raise SystemExit(f"no reference returns for {probe.env_id}: normalised scores need them")
     for name, fields in variants.items():
         agent = polyrl.Agent.load(handoff, run_dir=out / name)
         agent.algo.cfg = dataclasses.replace(agent.algo.cfg, **fields)
         ref = reference(agent.env_id)
+        if ref is None:
+            raise SystemExit(f"no reference returns for {agent.env_id}: normalised scores need them")
         agent.start_online()
         t = time.perf_counter()
         agent.learn(ONLINE_STEPS, eval_every=2_000, **settings)
         agent.close()
-        rows = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]
-        scores = [ref.score(r["eval/return"]) for r in rows if "eval/return" in r and r.get("phase") == "online"]
+        scores = [ref.score(r["eval/return"]) for r in eval_rows(out / name) if r["phase"] == "online"]
         print(f"{name} {fields}: first {scores[0]:.1f} final {scores[-1]:.1f} best {max(scores):.1f} "
               f"[{' '.join(f'{s:.0f}' for s in scores)}] {time.perf_counter() - t:.0f} s", flush=True)
 
