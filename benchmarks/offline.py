@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _results import merged_records, write_results, write_section
+from _results import locked, merged_records, write_results, write_section
 
 # Shared with the online harness: virtualenv helpers, CPU-contention measurement, machine description.
 from online import BackgroundLoad, _fmt, _round, ensure_venv, machine_info, probe_venv, venv_python
@@ -678,8 +678,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  -> updates/s: polyrl {_fmt(sp['polyrl'])}  d3rlpy {_fmt(sp['peer'])}  ratio {sp['ratio']}x;  "
               f"score: polyrl {sc['polyrl']} +- {sc['polyrl_std']}  d3rlpy {sc['peer']} +- {sc['peer_std']}  "
               f"diff {sc['difference']:+}", flush=True)
-        data = merge_results(out, records, header)  # written after every case: a partial run keeps what it measured
-        write_markdown(md, render_markdown(data, out))
+        with locked(out):  # written after every case: a partial run keeps what it measured
+            data = merge_results(out, records, header)
+            write_markdown(md, render_markdown(data, out))
         estimated_done += repeats * estimate_s(case, steps)
         if i + 1 < len(cases):  # the estimate, rescaled by how fast this machine has been so far
             elapsed = time.perf_counter() - started

@@ -68,6 +68,27 @@ def test_running_norm_matches_batch_statistics():
     np.testing.assert_allclose(norm.mean.numpy(), x.mean(0), rtol=1e-10)
 
 
+def test_running_norm_follows_every_change_of_its_statistics():
+    """The float32 mean and scale are cached: every way the statistics change must show in the output."""
+    x = torch.randn(64, 3) * 4 + 2
+
+    def expected(n: RunningNorm) -> torch.Tensor:
+        return ((x - n.mean.float()) * torch.rsqrt(n.var.float() + n.eps)).clamp(-n.clip, n.clip)
+
+    norm = RunningNorm((3,))
+    assert torch.equal(norm(x), expected(norm))
+    norm.update(x.numpy())  # in place
+    assert torch.equal(norm(x), expected(norm))
+    norm.set(np.array([1.0, -1.0, 0.5]), np.array([4.0, 0.25, 1.0]))
+    assert torch.equal(norm(x), expected(norm))
+    other = RunningNorm((3,))
+    other(x)  # caches its own statistics first
+    other.load_state_dict(norm.state_dict())
+    assert torch.equal(other(x), expected(norm))
+    norm.mean.add_(1.0)  # any in-place write
+    assert torch.equal(norm(x), expected(norm))
+    assert norm(x.double()).dtype == torch.float64
+
 def test_async_vectorization():
     env = envs.make("CartPole-v1", n_envs=2, seed=0, vectorization="async")
     env.reset()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -148,3 +149,66 @@ def test_ensemble_member_by_member_path_equals_batched(shared: bool):
         torch.testing.assert_close(a, b)
     net.per_member_rows = 8
     torch.testing.assert_close(net(x if shared else x[1:3], slice(1, 3)), grads[0][0][1:3])
+
+
+def _adam_pair(**kw: float) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer, torch.optim.Optimizer]:
+    from polyrl.algos.base import LeanAdam
+
+    torch.manual_seed(0)
+    a = QEnsemble(2, 5, 2, (16, 16))
+    b = QEnsemble(2, 5, 2, (16, 16))
+    b.load_state_dict(a.state_dict())
+    groups_a = [{"params": list(a.net.net[0].parameters()), "weight_decay": 1e-3}, {"params": list(a.net.net[2:].parameters())}]
+    groups_b = [{"params": list(b.net.net[0].parameters()), "weight_decay": 1e-3}, {"params": list(b.net.net[2:].parameters())}]
+    return a, b, torch.optim.Adam(groups_a, fused=True, **kw), LeanAdam(groups_b, fused=True, **kw)
+
+
+def _step(q: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, act: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    q(x, act).pow(2).mean().backward()
+    opt.step()
+
+
+def test_lean_adam_equals_fused_adam_bit_for_bit():
+    """LeanAdam's direct kernel call is torch's fused Adam, step for step: per-group weight decay, a learning
+    rate changed on the fly, a step where one parameter has no gradient, and a state_dict either way."""
+    a, b, opt_a, opt_b = _adam_pair(lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    for i in range(12):
+        x, act = torch.randn(8, 5, generator=g), torch.randn(8, 2, generator=g)
+        if i == 5:
+            for o in (opt_a, opt_b):
+                o.param_groups[1]["lr"] = 3e-4
+        if i == 7:  # the output layer's bias gets no gradient: both skip it
+            for q in (a, b):
+                q.net.net[-1].bias.requires_grad_(False)
+        if i == 8:
+            for q in (a, b):
+                q.net.net[-1].bias.requires_grad_(True)
+        _step(a, opt_a, x, act)
+        _step(b, opt_b, x, act)
+        for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+            assert torch.equal(pa, pb), f"step {i}"
+    assert opt_b._lists  # the fast path ran
+    assert any(pb.grad is not None for pb in b.parameters())
+    opt_b.zero_grad()
+    assert all(pb.grad is None for pb in b.parameters())
+    # checkpoints: LeanAdam's state loads into torch's Adam and back, and both go on alike
+    state_b = copy.deepcopy(opt_b.state_dict())  # (load_state_dict keeps the very tensors it is given)
+    opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))
+    opt_a.load_state_dict(state_b)
+    x, act = torch.randn(8, 5, generator=g), torch.randn(8, 2, generator=g)
+    _step(a, opt_a, x, act)
+    _step(b, opt_b, x, act)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+
+
+def test_lean_adam_runs_step_hooks():
+    """With a hook registered, LeanAdam takes Adam's own step, hooks included."""
+    _, b, _, opt_b = _adam_pair(lr=1e-3)
+    calls: list[int] = []
+    opt_b.register_step_post_hook(lambda *_: calls.append(1))
+    for _ in range(2):
+        _step(b, opt_b, torch.randn(4, 5), torch.randn(4, 2))
+    assert calls == [1, 1]

@@ -26,6 +26,19 @@ def test_replay_one_step_sample_is_consistent():
     assert torch.all(b.discount == 0.9)
 
 
+def test_replay_sample_rows_are_the_sampled_indices():
+    """``sample`` gathers row ``t * n_envs + e`` of every field, the transition its ``index`` names."""
+    buf = ReplayBuffer(60, (2,), (1,), n_envs=3)
+    _fill(buf, 12)
+    buf.action.copy_(torch.arange(buf.steps * 3, dtype=torch.float32).view(buf.steps, 3, 1))
+    b = buf.sample(50, torch.Generator().manual_seed(1), gamma=0.9)
+    t, e = buf.sample_index(50, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(b.index, t * 3 + e)
+    torch.testing.assert_close(b.obs, buf.obs[t, e])
+    torch.testing.assert_close(b.next_obs, buf.next_obs[t, e])
+    torch.testing.assert_close(b.action[:, 0], b.index.float())
+    torch.testing.assert_close(b.terminated, buf.terminated[t, e])
+
 def test_replay_wraps_around():
     buf = ReplayBuffer(5, (2,), (1,))
     _fill(buf, 8)

@@ -49,8 +49,22 @@ class RunningNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.enabled:
             return x
-        out = (x - self.mean.to(x.dtype)) * torch.rsqrt(self.var.to(x.dtype) + self.eps)
-        return out.clamp(-self.clip, self.clip)
+        mean, scale = self._affine(x.dtype)
+        return ((x - mean) * scale).clamp(-self.clip, self.clip)
+
+    def _affine(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """``(mean, rsqrt(var + eps))`` in ``dtype``, recomputed only when the statistics change.
+
+        Every batch passes through here twice; converting and combining the float64 statistics each time
+        was most of the cost. The key holds the buffers' identities and version counters (any in-place
+        write, ``load_state_dict`` and device moves included), so a stale pair is never used.
+        """
+        key = (dtype, id(self.mean), self.mean._version, id(self.var), self.var._version)
+        cached = self.__dict__.get("_affine_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, (self.mean.to(dtype), torch.rsqrt(self.var.to(dtype) + self.eps)))
+            self.__dict__["_affine_cache"] = cached
+        return cached[1]
 
     def inverse(self, x: Tensor) -> Tensor:
         """Raw observations from normalised ones, ``x sqrt(var + eps) + mean`` (exact inside the clip range)."""
