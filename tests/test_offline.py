@@ -10,7 +10,7 @@ import torch
 
 import polyrl
 from polyrl.cli import main
-from polyrl.data import Dataset
+from polyrl.data import Dataset, recipes
 from polyrl.data.collect import collect
 from polyrl.data.recipes import make_dataset
 from polyrl.errors import ConfigError
@@ -121,6 +121,24 @@ def test_recipes_share_one_sac_run_and_record_provenance(tmp_path, capsys):
     assert sets["expert"].meta["policy_eval_return"] > sets["random"].info()["mean_return"]
 
 
+@pytest.mark.parametrize("buffer_size", [400, 300])  # filled exactly at the last step; wrapped around
+def test_replay_of_a_run_needs_every_step_in_order(tmp_path, buffer_size):
+    run = tmp_path / "run"
+    agent = polyrl.make("sac", "Pendulum-v1", seed=0, run_dir=run, learning_starts=100, batch_size=32, hidden=(16, 16),
+                        buffer_size=buffer_size)
+    agent.learn(400, progress=False, tensorboard=False, eval_every=0, eval_episodes=0, checkpoint_every=200)
+    agent.close()
+    if buffer_size < 400:
+        with pytest.raises(ConfigError, match="wrapped around"):
+            recipes._replay_of_run(run, 200)
+        return
+    fields = recipes._replay_of_run(run, 400)
+    assert len(fields["obs"]) == 400
+    inside = ~(fields["terminated"] | fields["truncated"])[:-1]  # steps whose successor is the next stored step
+    np.testing.assert_array_equal(fields["next_obs"][:-1][inside], fields["obs"][1:][inside])
+    with pytest.raises(ConfigError, match="holds 400 steps"):
+        recipes._replay_of_run(run, 401)
+
 def test_cql_bc_warmup_imitates_the_dataset(tiny_datasets):
     """During the warm-up the actor maximises the dataset actions' likelihood instead of Q."""
     data = tiny_datasets["Pendulum-v1"]
@@ -203,7 +221,6 @@ def test_shipped_hopper_snapshots_make_medium_data_without_training(tmp_path):
 def test_shipped_medium_replay_reruns_the_shipped_recipe_to_the_medium_snapshot(tmp_path, monkeypatch):
     """A shipped medium-replay re-runs the snapshots' SAC from their recorded recipe: on one machine the re-run ends
     on the shipped medium policy bit for bit, and its buffer is the original run's history up to that step."""
-    from polyrl.data import recipes
     from polyrl.data.recipes import _snapshots_of_run, pick_snapshots, ship_snapshots
 
     config = {"learning_starts": 100, "batch_size": 32, "hidden": [32, 32]}

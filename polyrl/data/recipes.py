@@ -138,18 +138,21 @@ def _replay_of_run(source_run: Path, n: int) -> dict[str, np.ndarray]:
     import polyrl
     from polyrl.train.checkpoint import read_checkpoint
 
-    _, _, resume = read_checkpoint(source_run, with_resume=True)
+    meta, _, resume = read_checkpoint(source_run, with_resume=True)
     try:
         buf = resume["trainer"]["source"]["buffer"]
     except (KeyError, TypeError):
         raise ConfigError(f"{source_run}'s latest checkpoint holds no replay buffer; medium-replay needs an off-policy run "
                           "saved with its resume state") from None
-    if buf["full"] or buf["obs"].shape[1] != 1:
+    # A buffer that filled up exactly at the last step (buffer_size == env steps) still holds every step in order.
+    exactly_full = buf["full"] and int(buf["pos"]) == 0 and int(meta.get("env_steps", -1)) == buf["obs"].shape[0]
+    if (buf["full"] and not exactly_full) or buf["obs"].shape[1] != 1:
         raise ConfigError(f"{source_run}'s replay buffer {'wrapped around' if buf['full'] else 'has several env columns'}, "
                           "so it no longer holds the run's data in order; medium-replay needs a single-env run whose buffer "
                           "kept every step")
-    if n > int(buf["pos"]):
-        raise ConfigError(f"{source_run}'s replay buffer holds {int(buf['pos'])} steps, fewer than the medium snapshot's {n}")
+    held = buf["obs"].shape[0] if exactly_full else int(buf["pos"])
+    if n > held:
+        raise ConfigError(f"{source_run}'s replay buffer holds {held} steps, fewer than the medium snapshot's {n}")
     env = polyrl.load(source_run, resume=False)._env_for_actions()
     out = {k: buf[k][:n, 0].cpu().numpy() for k in ("obs", "action", "reward", "next_obs")}
     out["action"] = env.to_env_action(out["action"])
