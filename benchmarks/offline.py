@@ -453,25 +453,23 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
         "",
         "How it is measured (identical for both libraries):",
         "",
-        "- **Datasets** are polyrl's own (`python benchmarks/offline.py make-data [--from-run SAC_RUN]`), not "
-        "D4RL's: one polyrl SAC run per env; *medium* = transitions of its stochastic policy part-way through "
-        "training, *expert* = at the end, *medium-replay* = its replay buffer up to the medium point, "
-        "*medium-expert* = medium followed by expert. Budgets and provenance are in each dataset's `meta.json`. d3rlpy reads the same `.npy` files into "
-        "an `MDPDataset` (episodes rebuilt from the observation sequence; an episode cut without a flag is marked "
-        "as a timeout; d3rlpy drops the last transition of each timed-out episode, whose next observation it does "
-        "not store).",
+        "- **Datasets** are polyrl's own, not D4RL's (`python benchmarks/offline.py make-data`): *medium* = "
+        "transitions of a polyrl SAC policy part-way through training, *expert* = its best policy, *medium-replay* = "
+        "its replay buffer up to the medium point, *medium-expert* = medium followed by expert. Here: "
+        + _datasets_text(recs) + ". Budgets and provenance are in each dataset's `meta.json`. d3rlpy reads the same "
+        "`.npy` files into an `MDPDataset` (episodes rebuilt from the observation sequence; an episode cut without a "
+        "flag is marked as a timeout; d3rlpy drops the last transition of each timed-out episode, whose next "
+        "observation it does not store).",
         "- **Same everything**: hyperparameters are polyrl's defaults, written once in `ALGOS` in "
         "`benchmarks/offline.py` and mapped onto both libraries: 256x256 ReLU networks, batch 256, observations "
         "standardised with the dataset's statistics; TD3+BC alpha 2.5; IQL expectile 0.7, beta 3 (d3rlpy's "
         "`weight_temp`), rewards scaled by 1000 / (max - min episode return), cosine-decayed actor learning rate; "
         "CQL(H) with fixed weight 5 (d3rlpy: `alpha_learning_rate=0`), 10 action samples, deterministic backup; "
-        "PRDC alpha 2.5, beta 2 (d3rlpy's nearest-neighbour search limited to the same thread count; its "
-        "`NearestNeighbors(algorithm=\"auto\")` searches by brute force above 15 dimensions, so on HalfCheetah, whose "
-        "[beta s, a] has 23, each d3rlpy PRDC run takes ~25 min and it ran on halfcheetah-medium only). Same torch "
+        "PRDC alpha 2.5, beta 2 (d3rlpy's nearest-neighbour search limited to the same thread count). Same torch "
         "release and thread count; d3rlpy runs in its own virtualenv.",
-        "- **CQL's code changed between rows**: the hopper CQL rows (2026-11-22, before commit 99a796c) ran CQL's "
-        "7680-row critic pass as batched matmuls; the halfcheetah rows run it member by member "
-        "(`EnsembleMLP.per_member_rows`), which made polyrl's CQL update ~10% faster on an idle core (142 -> 127 ms).",
+        "- **PRDC's search**: polyrl queries scipy's `cKDTree` over [beta s, a], d3rlpy scikit-learn's "
+        "`NearestNeighbors(algorithm=\"auto\")`, which searches by brute force above 15 dimensions: on HalfCheetah "
+        "([beta s, a] has 23) one d3rlpy PRDC run takes ~25 min, so " + _prdc_text(rows) + ".",
         "- **updates/s**: over the learning phase, from the start of the first gradient update to the end of the "
         "last (batch sampling, preprocessing and each library's logging in between count; loading the dataset, "
         "its statistics, PRDC's search-tree build and the final evaluation do not). The record also keeps the rate "
@@ -484,6 +482,30 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
         END,
     ]
     return "\n".join(lines) + "\n"
+
+
+def _datasets_text(recs: list[dict[str, Any]]) -> str:
+    """How each env's datasets were made, from the records' dataset provenance."""
+    made: dict[str, set[str]] = {}
+    for r in recs:
+        made.setdefault(r["task"].split("-")[0], set()).add((r.get("dataset") or {}).get("made_by") or "?")
+    return "; ".join(f"{env} by `{'`, `'.join(sorted(how))}`" for env, how in sorted(made.items(), key=lambda kv: _env_rank(kv[0])))
+
+
+def _env_rank(env: str) -> int:
+    return list(ENVS).index(env) if env in ENVS else 99
+
+
+def _prdc_text(rows: dict[tuple[str, str], dict[str, dict[str, Any]]]) -> str:
+    """Which datasets PRDC ran on, and the share of polyrl's update time its search took on each."""
+    prdc = [(task, m["updates_per_s"]) for (task, algo), m in rows.items() if algo == "prdc" and "updates_per_s" in m]
+    if not prdc:
+        return "PRDC did not run"
+    prdc.sort(key=lambda kv: _order(kv[1]))
+    shares = ", ".join(f"{task} {100 * r['polyrl_search_share']:.0f}%" for task, r in prdc
+                       if r.get("polyrl_search_share") is not None)
+    return (f"PRDC ran on {', '.join(t for t, _ in prdc)}; the search took this share of polyrl's update time: "
+            + (shares or "not recorded"))
 
 
 def write_markdown(path: Path, block: str) -> None:

@@ -212,3 +212,20 @@ def test_lean_adam_runs_step_hooks():
     for _ in range(2):
         _step(b, opt_b, torch.randn(4, 5), torch.randn(4, 2))
     assert calls == [1, 1]
+
+
+def test_gaussian_policy_tanh_mean_bounds_the_mean_only():
+    """IQL's actor: an unsquashed Gaussian whose mean is tanh of the network output."""
+    from polyrl.nets.heads import GaussianPolicy
+
+    torch.manual_seed(0)
+    pi = GaussianPolicy(3, 2, (16,), state_dependent_std=False, squash=False, tanh_mean=True, log_std_bounds=(-5.0, 2.0))
+    obs = torch.randn(64, 3) * 100  # large inputs: the raw output would leave [-1, 1]
+    dist = pi(obs)
+    raw = pi.net(obs)
+    torch.testing.assert_close(dist.mode(), torch.tanh(raw))
+    a = torch.rand(64, 2) * 2 - 1
+    expected = Normal(torch.tanh(raw), pi.log_std.clamp(-5.0, 2.0).exp()).log_prob(a).sum(-1)
+    torch.testing.assert_close(dist.log_prob(a), expected)
+    with pytest.raises(ValueError, match="tanh_mean"):
+        GaussianPolicy(3, 2, (16,), squash=True, tanh_mean=True)

@@ -11,9 +11,10 @@ Learns values without querying actions outside the dataset:
   rate over the step budget.
 
 Following the authors' locomotion setup, the actor is a Gaussian with a
-state-independent log-std (min -5) and no tanh, and with
-``normalize_reward`` rewards are scaled by ``1000 / (max return - min return)``
-over the dataset's episodes.
+state-independent log-std (min -5) whose mean is ``tanh`` of the network's
+output: the distribution itself is not tanh-squashed, so ``log pi(a|s)`` of a
+dataset action needs no inverse tanh. With ``normalize_reward`` rewards are
+scaled by ``1000 / (max return - min return)`` over the dataset's episodes.
 
 Online fine-tuning (``Agent.start_online``, as in the paper's section 5.3)
 runs the same update on batches mixing online and dataset transitions
@@ -93,7 +94,7 @@ class IQL(Algorithm):
     def build(self) -> IQLState:
         c, d = self.cfg, self.spec
         actor = GaussianPolicy(d.obs_dim, d.action_dim, c.hidden, c.activation, state_dependent_std=False, squash=False,
-                               log_std_bounds=(-5.0, 2.0)).to(self.device)
+                               tanh_mean=True, log_std_bounds=(-5.0, 2.0)).to(self.device)
         critic = QEnsemble(c.n_critics, d.obs_dim, d.action_dim, c.hidden, c.activation).to(self.device)
         value = ValueNet(d.obs_dim, c.hidden, c.activation).to(self.device)
         return IQLState(actor, critic, copy.deepcopy(critic).requires_grad_(False), value,

@@ -18,6 +18,8 @@ class GaussianPolicy(nn.Module):
         state_dependent_std: the MLP also outputs ``log_std`` (SAC); otherwise
             a learned state-independent vector (PPO, IQL).
         squash: apply ``tanh`` so actions lie in (-1, 1) (SAC).
+        tanh_mean: without ``squash``, bound the Gaussian's mean by ``tanh`` (IQL's locomotion actor): the
+            distribution stays an unsquashed Gaussian whose mean lies in (-1, 1).
         log_std_bounds: clamp for ``log_std``.
         orthogonal: PPO-style orthogonal init (policy head gain 0.01).
     """
@@ -31,12 +33,15 @@ class GaussianPolicy(nn.Module):
         *,
         state_dependent_std: bool = True,
         squash: bool = True,
+        tanh_mean: bool = False,
         log_std_bounds: tuple[float, float] = (-20.0, 2.0),
         init_log_std: float = 0.0,
         orthogonal: bool = False,
     ) -> None:
         super().__init__()
-        self.act_dim, self.squash, self.log_std_bounds = act_dim, squash, log_std_bounds
+        if squash and tanh_mean:
+            raise ValueError("tanh_mean bounds an unsquashed Gaussian's mean; with squash=True the samples are squashed already")
+        self.act_dim, self.squash, self.tanh_mean, self.log_std_bounds = act_dim, squash, tanh_mean, log_std_bounds
         self.state_dependent_std = state_dependent_std
         out = 2 * act_dim if state_dependent_std else act_dim
         self.net = mlp(obs_dim, out, hidden, act, orthogonal=orthogonal, out_gain=0.01)
@@ -50,6 +55,8 @@ class GaussianPolicy(nn.Module):
         else:
             mean, log_std = out, self.log_std
         log_std = log_std.clamp(*self.log_std_bounds)
+        if self.tanh_mean:
+            mean = torch.tanh(mean)
         return TanhGaussian(mean, log_std) if self.squash else Gaussian(mean, log_std)
 
 
