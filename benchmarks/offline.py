@@ -469,7 +469,7 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
         "release and thread count; d3rlpy runs in its own virtualenv.",
         "- **PRDC's search**: polyrl queries scipy's `cKDTree` over [beta s, a], d3rlpy scikit-learn's "
         "`NearestNeighbors(algorithm=\"auto\")`, which searches by brute force above 15 dimensions: on HalfCheetah "
-        "([beta s, a] has 23) one d3rlpy PRDC run takes ~25 min, so " + _prdc_text(rows) + ".",
+        "([beta s, a] has 23) one d3rlpy PRDC run takes ~15 min (5000 updates), so " + _prdc_text(rows) + ".",
         "- **updates/s**: over the learning phase, from the start of the first gradient update to the end of the "
         "last (batch sampling, preprocessing and each library's logging in between count; loading the dataset, "
         "its statistics, PRDC's search-tree build and the final evaluation do not). The record also keeps the rate "
@@ -504,7 +504,8 @@ def _prdc_text(rows: dict[tuple[str, str], dict[str, dict[str, Any]]]) -> str:
     prdc.sort(key=lambda kv: _order(kv[1]))
     shares = ", ".join(f"{task} {100 * r['polyrl_search_share']:.0f}%" for task, r in prdc
                        if r.get("polyrl_search_share") is not None)
-    return (f"PRDC ran on {', '.join(t for t, _ in prdc)}; the search took this share of polyrl's update time: "
+    ran = ", ".join(f"{task} ({r['repeats']} seed{'s' if r['repeats'] != 1 else ''})" for task, r in prdc)
+    return (f"PRDC ran on {ran}; the search took this share of polyrl's update time: "
             + (shares or "not recorded"))
 
 
