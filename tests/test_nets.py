@@ -204,6 +204,25 @@ def test_lean_adam_equals_fused_adam_bit_for_bit():
         assert torch.equal(pa, pb)
 
 
+def test_lean_adam_follows_replaced_state():
+    """State tensors swapped behind the optimiser's back (a hand-made device move) are the ones it updates."""
+    a, b, opt_a, opt_b = _adam_pair(lr=1e-3)
+    x, act = torch.randn(8, 5), torch.randn(8, 2)
+    for _ in range(3):
+        _step(a, opt_a, x, act)
+        _step(b, opt_b, x, act)
+    for opt in (opt_a, opt_b):
+        for st in opt.state.values():
+            st["exp_avg"], st["exp_avg_sq"], st["step"] = st["exp_avg"].clone(), st["exp_avg_sq"].clone(), st["step"].clone()
+    for _ in range(2):
+        _step(a, opt_a, x, act)
+        _step(b, opt_b, x, act)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+        for key in ("exp_avg", "exp_avg_sq", "step"):  # the new tensors moved on, as Adam's did
+            assert torch.equal(opt_a.state[pa][key], opt_b.state[pb][key]), key
+
+
 def test_lean_adam_runs_step_hooks():
     """With a hook registered, LeanAdam takes Adam's own step, hooks included."""
     _, b, _, opt_b = _adam_pair(lr=1e-3)

@@ -315,6 +315,9 @@ class LeanAdam(torch.optim.Adam):
 
     def _fast_lists(self, i: int, group: dict[str, Any]) -> tuple[list[Tensor], ...] | None:
         """``(params, exp_avgs, exp_avg_sqs, steps)`` of group ``i`` when it can take the fast path, else None."""
+        cached = self._lists.get(i)
+        if cached is not None and self.state[cached[0][0]].get("exp_avg") is not cached[1][0]:
+            del self._lists[i]  # the state was replaced behind our back (e.g. moved to another device): rebuild
         if i not in self._lists:
             params: list[Tensor] = group["params"]
             plain = (group["fused"] and not (group["amsgrad"] or group["maximize"] or group["capturable"]

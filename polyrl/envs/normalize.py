@@ -56,15 +56,17 @@ class RunningNorm(nn.Module):
         """``(mean, rsqrt(var + eps))`` in ``dtype``, recomputed only when the statistics change.
 
         Every batch passes through here twice; converting and combining the float64 statistics each time
-        was most of the cost. The key holds the buffers' identities and version counters (any in-place
-        write, ``load_state_dict`` and device moves included), so a stale pair is never used.
+        was most of the cost. The cache remembers the very buffer objects and their version counters, so
+        any in-place write (``update``, ``set``, ``load_state_dict``) or a replaced buffer (device moves)
+        recomputes it; a stale pair is never used.
         """
-        key = (dtype, id(self.mean), self.mean._version, id(self.var), self.var._version)
+        mean, var = self.mean, self.var
         cached = self.__dict__.get("_affine_cache")
-        if cached is None or cached[0] != key:
-            cached = (key, (self.mean.to(dtype), torch.rsqrt(self.var.to(dtype) + self.eps)))
+        if (cached is None or cached[0] is not mean or cached[1] is not var or cached[2] != dtype
+                or cached[3] != (mean._version, var._version)):
+            cached = (mean, var, dtype, (mean._version, var._version), (mean.to(dtype), torch.rsqrt(var.to(dtype) + self.eps)))
             self.__dict__["_affine_cache"] = cached
-        return cached[1]
+        return cached[4]
 
     def inverse(self, x: Tensor) -> Tensor:
         """Raw observations from normalised ones, ``x sqrt(var + eps) + mean`` (exact inside the clip range)."""
