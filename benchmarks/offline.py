@@ -387,7 +387,7 @@ def summarize(lib: str, res: dict[str, Any]) -> str:
 def _order(r: dict[str, Any]) -> tuple[int, int, int, int]:
     env, _, kind = r["task"].partition("-")
     metrics = ("updates_per_s", "normalized_score")
-    return (list(ENVS).index(env) if env in ENVS else 99, KINDS.index(kind) if kind in KINDS else 99,
+    return (_env_rank(env), KINDS.index(kind) if kind in KINDS else 99,
             list(ALGOS).index(r["algo"]) if r["algo"] in ALGOS else 99,
             metrics.index(r["metric"]) if r["metric"] in metrics else 99)
 

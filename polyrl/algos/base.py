@@ -355,7 +355,7 @@ class LeanAdam(torch.optim.Adam):
     step.hooked = True  # type: ignore[attr-defined]  # Optimizer would otherwise wrap it in its profiling hook
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        if not set_to_none or self._hooked() or getattr(self, "_zero_grad_pre_hooks", None):
+        if not set_to_none or self._hooked():
             return super().zero_grad(set_to_none)
         for group in self.param_groups:
             for p in group["params"]:

@@ -106,15 +106,13 @@ class ReplayBuffer:
         t, e = self.sample_index(batch_size, generator)
         if n_step == 1:
             index = t * self.n_envs + e
-            return TransitionBatch(  # index_select on [T * N, ...] views: the same rows as [t, e], in half the time
-                obs=self.obs.flatten(0, 1).index_select(0, index),
-                action=self.action.flatten(0, 1).index_select(0, index),
-                reward=self.reward.flatten(0, 1).index_select(0, index),
-                next_obs=self.next_obs.flatten(0, 1).index_select(0, index),
-                terminated=self.terminated.flatten(0, 1).index_select(0, index),
-                discount=torch.full((batch_size,), gamma, device=self.device),
-                index=index,
-            )
+
+            def take(x: Tensor) -> Tensor:  # index_select on a [T * N, ...] view: the rows [t, e], in half the time
+                return x.flatten(0, 1).index_select(0, index)
+
+            return TransitionBatch(obs=take(self.obs), action=take(self.action), reward=take(self.reward),
+                                   next_obs=take(self.next_obs), terminated=take(self.terminated),
+                                   discount=torch.full((batch_size,), gamma, device=self.device), index=index)
         offsets = torch.arange(n_step, device=self.device)
         window = (t.unsqueeze(1) + offsets) % self.steps  # [B, n]
         ee = e.unsqueeze(1).expand_as(window)

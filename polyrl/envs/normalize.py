@@ -61,7 +61,7 @@ class RunningNorm(nn.Module):
         recomputes it; a stale pair is never used.
         """
         mean, var = self.mean, self.var
-        cached = self.__dict__.get("_affine_cache")
+        cached = self.__dict__.get("_affine_cache")  # a plain attribute: no nn.Module lookup, not in state_dict
         if (cached is None or cached[0] is not mean or cached[1] is not var or cached[2] != dtype
                 or cached[3] != (mean._version, var._version)):
             cached = (mean, var, dtype, (mean._version, var._version), (mean.to(dtype), torch.rsqrt(var.to(dtype) + self.eps)))
