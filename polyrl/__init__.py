@@ -5,6 +5,7 @@
 >>> agent.learn(10_000).evaluate(episodes=5).mean_return        # doctest: +SKIP
 """
 
+from polyrl import _aliases  # noqa: F401  (earlier releases' import paths)
 from polyrl._version import __version__
 from polyrl.agent import Agent, load, make
 from polyrl.algos import names as algorithms

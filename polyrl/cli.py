@@ -196,7 +196,8 @@ def cmd_dataset(argv: Sequence[str]) -> int:
     ref_p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     if args.action == "reference":
-        from polyrl.data.scores import measure_reference, write_references
+        from polyrl.data.scores import write_references
+        from polyrl.jobs.reference import measure_reference
 
         ref = measure_reference(args.env, args.expert, episodes=args.episodes, seed=args.seed)
         if args.out:
@@ -208,7 +209,7 @@ def cmd_dataset(argv: Sequence[str]) -> int:
                   f"{args.episodes} episodes each)" + (f"; written to {args.out}" if args.out else ""))
         return 0
     if args.action == "make":
-        from polyrl.data.recipes import make_dataset
+        from polyrl.jobs.recipes import make_dataset
 
         out = Path(args.out)
         ds = make_dataset(args.name, args.steps, train_steps=args.train_steps, eval_every=args.eval_every, seed=args.seed,

@@ -162,3 +162,22 @@ def td3_critic_loss(
         target = td_target(batch.reward, next_q, discount=batch.discount, terminated=batch.terminated)
     q = critic(batch.obs, batch.action)
     return (q - target).pow(2).mean(1).sum(), q
+
+
+def iql_value_loss(target_q: Tensor, value: Tensor, *, expectile: float) -> tuple[Tensor, Tensor]:
+    """IQL's value regression (Kostrikov et al. 2021, eq. 5): ``L_V = E[L2^tau(Q'(s, a) - V(s))]``.
+
+    ``target_q [B]`` is the target critics' minimum at dataset actions (no gradient), ``value [B]`` is ``V(s)``.
+    Returns ``(L_V, advantage Q'(s, a) - V(s))``; the advantage still carries ``V``'s gradient.
+    """
+    adv = target_q - value
+    return expectile_loss(adv, expectile=expectile), adv
+
+
+def iql_q_loss(q: Tensor, reward: Tensor, next_value: Tensor, *, discount: Tensor | float, terminated: Tensor) -> Tensor:
+    """IQL's critic regression (eq. 6): ``L_Q = sum_k E[(Q_k(s, a) - r - discount (1 - d) V(s'))^2]``.
+
+    ``q [E, B]`` from the critic ensemble, ``reward [B]`` (already scaled), ``next_value [B]`` is ``V(s')`` (no gradient).
+    """
+    target = td_target(reward, next_value, discount=discount, terminated=terminated)
+    return (q - target).pow(2).mean(1).sum()

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from polyrl.algos.base import adam
 from polyrl.data.dataset import Dataset
 from polyrl.models.dynamics import DynamicsConfig, DynamicsEnsemble, fit_dynamics, termination_rule
 from polyrl.nets.heads import DiscreteQ, QEnsemble
+from polyrl.optim import adam
 
 if TYPE_CHECKING:
     from polyrl.agent import Agent

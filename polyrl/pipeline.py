@@ -28,8 +28,8 @@ from rich.console import Console
 
 from polyrl.errors import ConfigError
 from polyrl.io import write_json_atomic
+from polyrl.runs import STAGES
 
-STAGES = ("dataset", "offline", "ope", "online", "evaluate", "report")
 RECIPE_SOURCES = ("auto", "shipped", "train")
 
 
@@ -134,7 +134,7 @@ class Pipeline:
     # -- stages --------------------------------------------------------------------------------
     def _dataset(self) -> dict[str, Any]:
         from polyrl.data.minari_io import load_any
-        from polyrl.data.recipes import make_dataset, shipped_source
+        from polyrl.jobs.recipes import make_dataset, shipped_source
 
         c = self.cfg
         if c.dataset is not None:

@@ -28,6 +28,7 @@ import numpy as np
 
 from polyrl.errors import ConfigError
 from polyrl.io import write_text_atomic
+from polyrl.runs import STAGES
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -262,8 +263,6 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Seque
 
 
 def _pipeline_html(pipeline: dict[str, Any]) -> str:
-    from polyrl.pipeline import STAGES
-
     recorded = pipeline.get("stages") or {}
     order = [s for s in STAGES if s in recorded] + sorted(set(recorded) - set(STAGES))  # pipeline order, not the file's
     stages = [(name, st.get("status", "?"), _num(st.get("seconds")))

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 import polyrl
-from polyrl.data.recipes import SHIPPED_SOURCES, _snapshots_of_run, ship_snapshots
+from polyrl.jobs.recipes import SHIPPED_SOURCES, _snapshots_of_run, ship_snapshots
 
 
 def main() -> None:

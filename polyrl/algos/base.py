@@ -21,10 +21,10 @@ from typing import Any, ClassVar, get_type_hints
 
 import torch
 from torch import Tensor, nn
-from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
 from polyrl.envs import EnvSpec
 from polyrl.errors import ConfigError, UnsupportedSpaceError
+from polyrl.optim import LeanAdam, adam  # noqa: F401  (re-exported: algorithm files build their optimisers with adam)
 
 
 @dataclass(frozen=True)
@@ -291,82 +291,3 @@ class Algorithm(abc.ABC):
 
 def regime_is_online(regime: str) -> bool:
     return regime != "offline"
-
-
-def adam(params: Any, lr: float, **kw: Any) -> torch.optim.Adam:
-    """Adam with the fused kernel (one call for every parameter; CPU and CUDA), stepped by :class:`LeanAdam`."""
-    return LeanAdam(params, lr=lr, fused=True, **kw)
-
-
-class LeanAdam(torch.optim.Adam):
-    """``torch.optim.Adam(fused=True)`` with less Python around the kernel: the same update, bit for bit.
-
-    ``Adam.step`` spends about as long in Python (profiler scope, hook loops, per-parameter state lookups,
-    regrouping by device) as in the fused kernel at our network sizes: 156 against 84 us per step for a
-    2 x 256 x 256 critic on one CPU thread. With no hooks, a float learning rate, every parameter of a group
-    on one device and dtype and none of amsgrad / maximize / capturable / differentiable, ``step`` calls the
-    fused kernel directly with the state lists cached per group; anything else takes ``Adam.step``. The state
-    (``step``, ``exp_avg``, ``exp_avg_sq``) and ``state_dict`` are Adam's own, so checkpoints load either way.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._lists: dict[int, tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]] | None] = {}
-
-    def _fast_lists(self, i: int, group: dict[str, Any]) -> tuple[list[Tensor], ...] | None:
-        """``(params, exp_avgs, exp_avg_sqs, steps)`` of group ``i`` when it can take the fast path, else None."""
-        cached = self._lists.get(i)
-        if cached is not None and self.state[cached[0][0]].get("exp_avg") is not cached[1][0]:
-            del self._lists[i]  # the state was replaced behind our back (e.g. moved to another device): rebuild
-        if i not in self._lists:
-            params: list[Tensor] = group["params"]
-            plain = (group["fused"] and not (group["amsgrad"] or group["maximize"] or group["capturable"]
-                     or group["differentiable"] or group.get("decoupled_weight_decay", False))
-                     and len({(p.device, p.dtype) for p in params}) == 1 and not any(p.is_complex() for p in params))
-            if not plain or any(p.grad is None for p in params):
-                return None  # not cached: a later step (every gradient present) may qualify
-            if any(len(self.state[p]) == 0 for p in params):
-                return None  # Adam.step initialises the state first
-            st = [self.state[p] for p in params]
-            self._lists[i] = (params, [s["exp_avg"] for s in st], [s["exp_avg_sq"] for s in st], [s["step"] for s in st])
-        return self._lists[i]
-
-    def _hooked(self) -> bool:
-        return bool(self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks or _global_optimizer_pre_hooks
-                    or _global_optimizer_post_hooks)
-
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
-        groups = self.param_groups
-        lists = [self._fast_lists(i, g) for i, g in enumerate(groups)] if closure is None else [None]
-        if any(x is None for x in lists) or self._hooked() or any(isinstance(g["lr"], Tensor) for g in groups):
-            return torch.optim.Adam.step(self, closure)
-        grads = [[p.grad for p in x[0]] for x in lists]  # type: ignore[index]
-        if any(g is None for gs in grads for g in gs):  # a parameter without a gradient this step: Adam skips it
-            return torch.optim.Adam.step(self)
-        for group, (params, exp_avgs, exp_avg_sqs, steps), group_grads in zip(groups, lists, grads):  # type: ignore[misc]
-            beta1, beta2 = group["betas"]
-            torch._foreach_add_(steps, 1)
-            torch._fused_adam_(params, group_grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"],
-                               beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
-                               maximize=False, grad_scale=None, found_inf=None)
-        return None
-
-    step.hooked = True  # type: ignore[attr-defined]  # Optimizer would otherwise wrap it in its profiling hook
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        if not set_to_none or self._hooked():
-            return super().zero_grad(set_to_none)
-        for group in self.param_groups:
-            for p in group["params"]:
-                p.grad = None
-        return None
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
-        self._lists.clear()  # the state tensors were replaced
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        if hasattr(self, "_lists"):
-            self._lists.clear()

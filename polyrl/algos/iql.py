@@ -34,10 +34,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from polyrl.algos.base import Algorithm, adam
+from polyrl.algos.base import Algorithm
 from polyrl.algos.offline import FinetuneConfig
-from polyrl.losses import expectile_loss, polyak_update, td_target
+from polyrl.families import iql_critic_step
+from polyrl.losses import polyak_update
 from polyrl.nets.heads import GaussianPolicy, QEnsemble, ValueNet
+from polyrl.optim import adam, step
 from polyrl.types import TransitionBatch
 
 
@@ -122,43 +124,15 @@ class IQL(Algorithm):
             s.actor_opt.param_groups[0]["lr"] = c.actor_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
         value_loss, critic_loss, adv = iql_critic_step(s.critic, s.critic_target, s.value, s.critic_opt, s.value_opt, batch,
-                                                       reward_scale=s.reward_scale, expectile=c.expectile)
+                                                       reward_scale=s.reward_scale, expectile=c.expectile)  # eqs. 5, 6
 
         # Actor: advantage-weighted regression onto dataset actions.
         weight = torch.exp(c.beta * adv).clamp(max=c.max_weight)
         actor_loss = -(weight * s.actor(batch.obs).log_prob(batch.action)).mean()
-        s.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        s.actor_opt.step()
+        step(s.actor_opt, actor_loss)
 
         polyak_update(s.critic_target.parameters(), s.critic.parameters(), tau=c.tau)
         self.n_updates += 1
         return {"loss/value": value_loss.detach(), "loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(),
                 "train/adv": adv.mean(), "train/weight": weight.mean()}
 
-
-def iql_critic_step(critic: QEnsemble, critic_target: QEnsemble, value: ValueNet, critic_opt: torch.optim.Optimizer,
-                    value_opt: torch.optim.Optimizer, batch: TransitionBatch, *, reward_scale: float | Tensor,
-                    expectile: float) -> tuple[Tensor, Tensor, Tensor]:
-    """One IQL step of the value (eq. 5) and the critics (eq. 6), shared with Uni-O4's offline critics.
-
-    Returns ``(value loss, critic loss, advantage min_k Q'_k(s, a) - V(s))``, all detached.
-    """
-    with torch.no_grad():  # value: expectile of the target critics' minimum
-        q_target = critic_target(batch.obs, batch.action).min(0).values
-    v = value(batch.obs)
-    adv = q_target - v
-    value_loss = expectile_loss(adv, expectile=expectile)
-    value_opt.zero_grad(set_to_none=True)
-    value_loss.backward()
-    value_opt.step()
-
-    with torch.no_grad():  # critics: regress onto r + gamma V(s')
-        target = td_target(batch.reward * reward_scale, value(batch.next_obs), discount=batch.discount,
-                           terminated=batch.terminated)
-    q = critic(batch.obs, batch.action)
-    critic_loss = (q - target).pow(2).mean(1).sum()
-    critic_opt.zero_grad(set_to_none=True)
-    critic_loss.backward()
-    critic_opt.step()
-    return value_loss.detach(), critic_loss.detach(), adv.detach()

@@ -25,17 +25,15 @@ bounds by the environment wrapper (as in the authors' baselines).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from polyrl.algos.base import AlgoConfig, Algorithm, adam
+from polyrl.algos.base import AlgoConfig, Algorithm
 from polyrl.data.rollout import Rollout
-from polyrl.losses import ppo_clip_loss, value_loss
 from polyrl.nets.heads import ActorCritic
-from polyrl.returns import gae
+from polyrl.optim import ClipObjective, adam, ppo_epochs
 
 
 @dataclass(frozen=True)
@@ -120,77 +118,21 @@ class PPO(Algorithm):
             for group in s.optimizer.param_groups:
                 group["lr"] = frac * c.learning_rate
         clip = c.clip_range * frac if c.anneal_clip else c.clip_range
-
-        obs, action, old_log_prob, old_value, advantage, returns = flat_rollout(batch, gamma=c.gamma, lam=c.gae_lambda)
+        flat = batch.flatten(gamma=c.gamma, lam=c.gae_lambda)
 
         def evaluate(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             dist, value = s.model(o)
             return dist.log_prob(a), dist.entropy(), value
 
-        stats, n = ppo_epochs(evaluate, s.optimizer, [list(s.model.parameters())], obs, action, old_log_prob, old_value,
-                              advantage, returns, n_epochs=c.n_epochs, batch_size=c.batch_size, clip=clip,
-                              clip_vf=c.clip_range_vf, vf_coef=c.vf_coef, ent_coef=c.ent_coef,
-                              max_grad_norm=c.max_grad_norm, normalize_advantage=c.normalize_advantage, target_kl=c.target_kl)
-        self.n_updates += n
+        objective = ClipObjective(clip=clip, clip_vf=c.clip_range_vf, vf_coef=c.vf_coef, ent_coef=c.ent_coef,
+                                  max_grad_norm=c.max_grad_norm, normalize_advantage=c.normalize_advantage, target_kl=c.target_kl)
+        stats = ppo_epochs(evaluate, s.optimizer, [list(s.model.parameters())], flat, objective, n_epochs=c.n_epochs,
+                           batch_size=c.batch_size)
+        self.n_updates += stats.steps
         with torch.no_grad():
-            explained = 1.0 - (returns - old_value).var() / (returns.var() + 1e-8)
+            explained = 1.0 - (flat.returns - flat.value).var() / (flat.returns.var() + 1e-8)
         return {
-            "loss/policy": stats[0], "loss/value": stats[1], "train/entropy": stats[2],
-            "train/clip_fraction": stats[3], "train/approx_kl": stats[4],
+            "loss/policy": stats.policy_loss, "loss/value": stats.value_loss, "train/entropy": stats.entropy,
+            "train/clip_fraction": stats.clip_fraction, "train/approx_kl": stats.approx_kl,
             "train/explained_variance": explained, "train/learning_rate": s.optimizer.param_groups[0]["lr"],
         }
-
-
-def flat_rollout(batch: Rollout, *, gamma: float, lam: float, reward_scale: float | Tensor = 1.0) -> tuple[Tensor, ...]:
-    """GAE over a ``[T, N]`` rollout (rewards times ``reward_scale``), then every field flattened to ``[T * N, ...]``:
-    ``(obs, action, old_log_prob, old_value, advantage, returns)``."""
-    advantage, returns = gae(batch.reward * reward_scale, batch.value, batch.next_value, batch.terminated, batch.done,
-                             gamma=gamma, lam=lam)
-    return tuple(x.flatten(0, 1) for x in (batch.obs, batch.action, batch.log_prob, batch.value, advantage, returns))
-
-
-def ppo_epochs(evaluate: Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor]], optimizer: torch.optim.Optimizer,
-               params: list[list[Tensor]], obs: Tensor, action: Tensor, old_log_prob: Tensor, old_value: Tensor,
-               advantage: Tensor, returns: Tensor, *, n_epochs: int, batch_size: int, clip: float, clip_vf: float | None,
-               vf_coef: float, ent_coef: float, max_grad_norm: float, normalize_advantage: bool,
-               target_kl: float | None) -> tuple[Tensor, int]:
-    """The PPO optimisation phase over one flattened rollout ``[n, ...]``, shared by PPO and Uni-O4's online phase.
-
-    ``evaluate(obs, action) -> (log_prob [b], entropy [b], value [b])`` under the
-    current parameters. Each minibatch minimises ``L_clip + vf_coef L_V - ent_coef H``,
-    then clips the global gradient norm. Returns the mean of ``(policy loss,
-    value loss, entropy, clip fraction, approx KL)`` over minibatches and the
-    number of optimiser steps taken. ``params`` holds the groups whose gradient
-    norms are clipped separately (one group: a global clip).
-    """
-    n = obs.shape[0]
-    stats = torch.zeros(5, device=obs.device)
-    count = 0
-    for _ in range(n_epochs):
-        perm = torch.randperm(n, device=obs.device)
-        for start in range(0, n, batch_size):
-            idx = perm[start:start + batch_size]
-            log_prob, entropy, value = evaluate(obs[idx], action[idx])
-            adv = advantage[idx]
-            if normalize_advantage and len(idx) > 1:
-                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-            pi_loss = ppo_clip_loss(log_prob, old_log_prob[idx], adv, clip=clip)
-            v_loss = value_loss(value, returns[idx], old_value=old_value[idx], clip=clip_vf)
-            entropy = entropy.mean()
-            loss = pi_loss + vf_coef * v_loss - ent_coef * entropy
-
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            for group in params:
-                nn.utils.clip_grad_norm_(group, max_grad_norm, foreach=True)
-            optimizer.step()
-
-            with torch.no_grad():
-                log_ratio = log_prob - old_log_prob[idx]
-                kl = ((log_ratio.exp() - 1) - log_ratio).mean()
-                clipped = ((log_ratio.exp() - 1).abs() > clip).float().mean()
-                stats += torch.stack([pi_loss.detach(), v_loss.detach(), entropy.detach(), clipped, kl])
-            count += 1
-        if target_kl is not None and float(kl) > target_kl:
-            break
-    return stats / max(count, 1), count

@@ -31,9 +31,16 @@ from torch import Tensor
 
 from polyrl.algos.base import Algorithm
 from polyrl.algos.offline import FinetuneConfig
-from polyrl.algos.td3 import TD3Params, TD3State, build_td3_state, explore
-from polyrl.algos.td3bc import BehaviourTermParams, behaviour_weight
-from polyrl.losses import polyak_update, td3_critic_loss
+from polyrl.families import (
+    BehaviourTermParams,
+    TD3Params,
+    TD3State,
+    behaviour_weight,
+    build_td3_state,
+    explore,
+    td3_actor_step,
+    td3_critic_step,
+)
 from polyrl.nets.mlp import frozen
 from polyrl.types import TransitionBatch
 
@@ -83,13 +90,9 @@ class PRDC(Algorithm):
     def update(self, batch: TransitionBatch) -> dict[str, float | Tensor]:
         c, s = self.cfg, self.state
         start = time.perf_counter()
-        critic_loss, q = td3_critic_loss(s.critic, s.critic_target, s.actor_target, batch,
-                                         target_noise=c.target_noise, noise_clip=c.noise_clip)
-        s.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        s.critic_opt.step()
+        critic_loss, q = td3_critic_step(s, batch, target_noise=c.target_noise, noise_clip=c.noise_clip)
         self.n_updates += 1
-        metrics: dict[str, float | Tensor] = {"loss/critic": critic_loss.detach(), "train/q": q.detach().mean()}
+        metrics: dict[str, float | Tensor] = {"loss/critic": critic_loss, "train/q": q.mean()}
 
         if self.n_updates % c.policy_delay == 0:
             pi = s.actor(batch.obs)
@@ -102,11 +105,7 @@ class PRDC(Algorithm):
             constraint = (pi - a_hat).pow(2).mean()
             weight = behaviour_weight(self)
             actor_loss = -lam * q_pi.mean() + weight * constraint
-            s.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            s.actor_opt.step()
-            polyak_update(s.critic_target.parameters(), s.critic.parameters(), tau=c.tau)
-            polyak_update(s.actor_target.parameters(), s.actor.parameters(), tau=c.tau)
+            td3_actor_step(s, actor_loss, tau=c.tau)
             metrics |= {"loss/actor": actor_loss.detach(), "loss/constraint": constraint.detach(), "train/lambda": lam,
                         "train/bc_weight": weight}
         self.update_time += time.perf_counter() - start

@@ -26,33 +26,26 @@ from torch import Tensor
 
 from polyrl.algos.base import Algorithm
 from polyrl.algos.offline import FinetuneConfig
-from polyrl.algos.td3 import TD3Params, TD3State, build_td3_state, explore
-from polyrl.losses import polyak_update, td3_critic_loss
+from polyrl.families import (
+    BehaviourTermParams,
+    TD3Params,
+    TD3State,
+    behaviour_weight,
+    build_td3_state,
+    explore,
+    td3_actor_step,
+    td3_critic_step,
+)
 from polyrl.nets.mlp import frozen
 from polyrl.types import TransitionBatch
 
 
 @dataclass(frozen=True)
-class BehaviourTermParams:
-    """The behaviour term of TD3+BC and PRDC (BC to the dataset action, or to the nearest dataset action)."""
-
-    alpha: float = 2.5
-    """Weight of the Q term relative to the behaviour term (after normalising by mean |Q|)."""
-    online_bc_decay: int = 0
-    """Fine-tuning: decay the behaviour term's weight linearly to 0 over this many env steps (0: keep it at 1)."""
-
-
-def behaviour_weight(algo: Algorithm) -> float:
-    """1 offline; online, decayed linearly to 0 over ``online_bc_decay`` env steps when that is set."""
-    decay = algo.cfg.online_bc_decay  # type: ignore[attr-defined]
-    if not algo.online or decay <= 0:
-        return 1.0
-    return max(0.0, 1.0 - algo.env_steps / decay)
-
-
-@dataclass(frozen=True)
 class TD3BCConfig(TD3Params, BehaviourTermParams, FinetuneConfig):
     pass
+
+
+__all__ = ["TD3BC", "TD3BCConfig", "behaviour_weight"]
 
 
 class TD3BC(Algorithm):
@@ -74,13 +67,9 @@ class TD3BC(Algorithm):
 
     def update(self, batch: TransitionBatch) -> dict[str, float | Tensor]:
         c, s = self.cfg, self.state
-        critic_loss, q = td3_critic_loss(s.critic, s.critic_target, s.actor_target, batch,
-                                         target_noise=c.target_noise, noise_clip=c.noise_clip)
-        s.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        s.critic_opt.step()
+        critic_loss, q = td3_critic_step(s, batch, target_noise=c.target_noise, noise_clip=c.noise_clip)
         self.n_updates += 1
-        metrics: dict[str, float | Tensor] = {"loss/critic": critic_loss.detach(), "train/q": q.detach().mean()}
+        metrics: dict[str, float | Tensor] = {"loss/critic": critic_loss, "train/q": q.mean()}
 
         if self.n_updates % c.policy_delay == 0:
             pi = s.actor(batch.obs)
@@ -90,10 +79,6 @@ class TD3BC(Algorithm):
             bc = (pi - batch.action).pow(2).mean()
             weight = behaviour_weight(self)
             actor_loss = -lam * q_pi.mean() + weight * bc
-            s.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            s.actor_opt.step()
-            polyak_update(s.critic_target.parameters(), s.critic.parameters(), tau=c.tau)
-            polyak_update(s.actor_target.parameters(), s.actor.parameters(), tau=c.tau)
+            td3_actor_step(s, actor_loss, tau=c.tau)
             metrics |= {"loss/actor": actor_loss.detach(), "loss/bc": bc.detach(), "train/lambda": lam, "train/bc_weight": weight}
         return metrics

@@ -107,12 +107,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from polyrl.algos.base import Algorithm, adam
-from polyrl.algos.iql import iql_critic_step
+from polyrl.algos.base import Algorithm
 from polyrl.algos.offline import OfflineConfig
-from polyrl.algos.ppo import flat_rollout, ppo_epochs
 from polyrl.data.rollout import Rollout
 from polyrl.errors import ConfigError
+from polyrl.families import iql_critic_step
 from polyrl.losses import polyak_update, td_target
 from polyrl.models.dynamics import (
     DynamicsConfig,
@@ -123,6 +122,7 @@ from polyrl.models.dynamics import (
 )
 from polyrl.nets.heads import GaussianEnsemblePolicy, QEnsemble, ValueNet
 from polyrl.nets.mlp import clip_grad_norm_per_member, copy_members
+from polyrl.optim import ClipObjective, adam, ppo_epochs
 from polyrl.types import TransitionBatch
 
 
@@ -576,8 +576,7 @@ class UniO4(Algorithm):
         frac = 1.0 - min(max(start, 0) / max(self.total_steps, 1), 1.0)
         for group, lr in zip(s.online_opt.param_groups, (c.online_actor_lr, c.online_critic_lr)):
             group["lr"] = frac * lr
-        obs, action, old_log_prob, old_value, advantage, returns = flat_rollout(
-            batch, gamma=c.gamma, lam=c.gae_lambda, reward_scale=s.reward_scale)
+        flat = batch.flatten(gamma=c.gamma, lam=c.gae_lambda, reward_scale=s.reward_scale)
 
         def evaluate(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             dist = s.actor(o)
@@ -585,10 +584,9 @@ class UniO4(Algorithm):
 
         # actor and critic gradients are clipped separately: V's, in scaled-return units, would otherwise swamp the actor's
         params = [list(s.actor.parameters()), list(s.value.parameters())]
-        stats, n = ppo_epochs(evaluate, s.online_opt, params, obs, action, old_log_prob, old_value, advantage, returns,
-                              n_epochs=c.online_epochs, batch_size=c.online_minibatch, clip=c.online_clip,
-                              clip_vf=c.online_clip_vf, vf_coef=c.vf_coef, ent_coef=c.ent_coef,
-                              max_grad_norm=c.max_grad_norm, normalize_advantage=True, target_kl=None)
-        self.n_updates += n
-        return {"loss/policy": stats[0], "loss/value": stats[1], "train/entropy": stats[2],
-                "train/clip_fraction": stats[3], "train/approx_kl": stats[4]}
+        objective = ClipObjective(clip=c.online_clip, clip_vf=c.online_clip_vf, vf_coef=c.vf_coef, ent_coef=c.ent_coef,
+                                  max_grad_norm=c.max_grad_norm, normalize_advantage=True)
+        stats = ppo_epochs(evaluate, s.online_opt, params, flat, objective, n_epochs=c.online_epochs, batch_size=c.online_minibatch)
+        self.n_updates += stats.steps
+        return {"loss/policy": stats.policy_loss, "loss/value": stats.value_loss, "train/entropy": stats.entropy,
+                "train/clip_fraction": stats.clip_fraction, "train/approx_kl": stats.approx_kl}

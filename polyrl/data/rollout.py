@@ -7,6 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from polyrl.returns import gae
+from polyrl.types import RolloutBatch
+
 
 @dataclass(frozen=True)
 class Rollout:
@@ -31,6 +34,13 @@ class Rollout:
     reward: Tensor
     terminated: Tensor
     done: Tensor
+
+    def flatten(self, *, gamma: float, lam: float, reward_scale: float | Tensor = 1.0) -> RolloutBatch:
+        """GAE over the ``[T, N]`` steps (rewards times ``reward_scale``; ``polyrl.returns.gae``), then every field
+        flattened to ``[T * N, ...]``."""
+        advantage, returns = gae(self.reward * reward_scale, self.value, self.next_value, self.terminated, self.done,
+                                 gamma=gamma, lam=lam)
+        return RolloutBatch(*(x.flatten(0, 1) for x in (self.obs, self.action, self.log_prob, self.value, advantage, returns)))
 
 
 class RolloutBuffer:

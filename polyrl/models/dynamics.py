@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from polyrl.nets.mlp import EnsembleMLP
+from polyrl.optim import adam
 
 
 @dataclass(frozen=True)
@@ -202,10 +203,9 @@ class DynamicsEnsemble(nn.Module):
     def make_optimizer(self) -> torch.optim.Adam:
         """Adam with the config's weight decay: per layer on the weights when ``weight_decays`` is set, else on everything.
 
-        It is polyrl's fused Adam (:func:`polyrl.algos.base.adam`): on CPU, Adam's default is a loop of about ten small
+        It is polyrl's fused Adam (:func:`polyrl.optim.adam`): on CPU, Adam's default is a loop of about ten small
         ops per parameter tensor, which took 16% of a fit step for the 7 x 4 x 200 ensemble (one thread, batch 256);
         fused, a fit of the same epochs takes ~7% less time."""
-        from polyrl.algos.base import adam  # here: polyrl.algos imports this module (Uni-O4, MBPO, MOPO)
 
         c = self.cfg
         if c.weight_decays is None:

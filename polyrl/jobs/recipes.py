@@ -49,7 +49,7 @@ from polyrl.data.dataset import Dataset
 from polyrl.errors import ConfigError
 
 RECIPES = ("random", "medium", "medium-replay", "expert", "medium-expert")
-SHIPPED_SOURCES = Path(__file__).parent / "sources"
+SHIPPED_SOURCES = Path(__file__).parent.parent / "data" / "sources"  # package data beside the storage code
 TRAIN_HINT = "train the run instead (drop --shipped / use recipe_source='train')"
 ALIASES = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5", "ant": "Ant-v5"}
 

@@ -1,0 +1,139 @@
+"""Pieces shared by families of algorithms, so no algorithm file imports another.
+
+Each is a leaf the algorithm files compose, in the order their papers give:
+
+* the TD3 family (TD3, TD3+BC, PRDC): one parameter set, one trainable state, exploration,
+  the clipped double-Q critic step and the delayed actor step with its target updates;
+  the behaviour term of TD3+BC and PRDC and its fine-tuning decay;
+* IQL's value and critic step (IQL; Uni-O4's offline critics), on the pure losses of
+  :mod:`polyrl.losses`.
+
+What differs between the members of a family (TD3+BC's behaviour-cloning term, PRDC's
+nearest-neighbour target) stays in the member's own file.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from polyrl.envs import EnvSpec
+from polyrl.losses import iql_q_loss, iql_value_loss, polyak_update, td3_critic_loss
+from polyrl.nets.heads import DeterministicPolicy, QEnsemble, ValueNet
+from polyrl.optim import adam, step
+from polyrl.types import TransitionBatch
+
+# -- the TD3 family -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TD3Params:
+    """The fields of the TD3 family (TD3, TD3+BC, PRDC), whatever the data source."""
+
+    actor_lr: float = 3e-4
+    """Actor learning rate."""
+    critic_lr: float = 3e-4
+    """Critic learning rate."""
+    tau: float = 0.005
+    """Polyak coefficient for the targets."""
+    policy_delay: int = 2
+    """Critic updates per actor (and target) update."""
+    target_noise: float = 0.2
+    """Std of the target policy smoothing noise (in normalised action units)."""
+    noise_clip: float = 0.5
+    """Clip of the target policy smoothing noise."""
+    exploration_noise: float = 0.1
+    """Std of the Gaussian exploration noise."""
+    n_critics: int = 2
+    """Critics in the ensemble."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of actor and critics."""
+    activation: str = "relu"
+    """Hidden activation."""
+
+
+@dataclass
+class TD3State:
+    """Trainable state of the TD3 family."""
+
+    actor: DeterministicPolicy
+    actor_target: DeterministicPolicy
+    critic: QEnsemble
+    critic_target: QEnsemble
+    actor_opt: torch.optim.Optimizer
+    critic_opt: torch.optim.Optimizer
+
+
+def build_td3_state(c: TD3Params, spec: EnvSpec, device: torch.device) -> TD3State:
+    """Actor, twin critics, their targets and optimisers, as every TD3-family algorithm declares them."""
+    actor = DeterministicPolicy(spec.obs_dim, spec.action_dim, c.hidden, c.activation).to(device)
+    critic = QEnsemble(c.n_critics, spec.obs_dim, spec.action_dim, c.hidden, c.activation).to(device)
+    return TD3State(actor, copy.deepcopy(actor).requires_grad_(False), critic, copy.deepcopy(critic).requires_grad_(False),
+                    adam(actor.parameters(), c.actor_lr), adam(critic.parameters(), c.critic_lr))
+
+
+def explore(actor: DeterministicPolicy, obs: Tensor, *, noise: float, deterministic: bool) -> Tensor:
+    """``pi(s)``, plus clipped Gaussian exploration noise unless ``deterministic``."""
+    action = actor(obs)
+    if not deterministic:
+        action = (action + noise * torch.randn_like(action)).clamp(-1.0, 1.0)
+    return action
+
+
+def td3_critic_step(s: TD3State, batch: TransitionBatch, *, target_noise: float, noise_clip: float) -> tuple[Tensor, Tensor]:
+    """One step of the twin critics on TD3's clipped double-Q target with target policy smoothing
+    (:func:`polyrl.losses.td3_critic_loss`); returns ``(loss, Q [E, B])``, detached."""
+    critic_loss, q = td3_critic_loss(s.critic, s.critic_target, s.actor_target, batch,
+                                     target_noise=target_noise, noise_clip=noise_clip)
+    step(s.critic_opt, critic_loss)
+    return critic_loss.detach(), q.detach()
+
+
+def td3_actor_step(s: TD3State, actor_loss: Tensor, *, tau: float) -> None:
+    """The delayed step: the actor on ``actor_loss``, then Polyak updates of the target critics and actor."""
+    step(s.actor_opt, actor_loss)
+    polyak_update(s.critic_target.parameters(), s.critic.parameters(), tau=tau)
+    polyak_update(s.actor_target.parameters(), s.actor.parameters(), tau=tau)
+
+
+@dataclass(frozen=True)
+class BehaviourTermParams:
+    """The behaviour term of TD3+BC and PRDC (BC to the dataset action, or to the nearest dataset action)."""
+
+    alpha: float = 2.5
+    """Weight of the Q term relative to the behaviour term (after normalising by mean |Q|)."""
+    online_bc_decay: int = 0
+    """Fine-tuning: decay the behaviour term's weight linearly to 0 over this many env steps (0: keep it at 1)."""
+
+
+def behaviour_weight(algo: Any) -> float:
+    """1 offline; online, decayed linearly to 0 over ``online_bc_decay`` env steps when that is set."""
+    decay = algo.cfg.online_bc_decay
+    if not algo.online or decay <= 0:
+        return 1.0
+    return max(0.0, 1.0 - algo.env_steps / decay)
+
+
+# -- IQL's critics ---------------------------------------------------------------------------------------
+
+
+def iql_critic_step(critic: QEnsemble, critic_target: QEnsemble, value: ValueNet, critic_opt: torch.optim.Optimizer,
+                    value_opt: torch.optim.Optimizer, batch: TransitionBatch, *, reward_scale: float | Tensor,
+                    expectile: float) -> tuple[Tensor, Tensor, Tensor]:
+    """One IQL step of ``V`` (eq. 5: expectile of the target critics' minimum) and then of the critics (eq. 6:
+    regress onto ``r + gamma V(s')`` with the updated ``V``). Returns ``(value loss, critic loss, advantage
+    min_k Q'_k(s, a) - V(s))``, all detached."""
+    with torch.no_grad():
+        q_target = critic_target(batch.obs, batch.action).min(0).values
+    value_loss, adv = iql_value_loss(q_target, value(batch.obs), expectile=expectile)
+    step(value_opt, value_loss)
+    with torch.no_grad():
+        next_v = value(batch.next_obs)
+    critic_loss = iql_q_loss(critic(batch.obs, batch.action), batch.reward * reward_scale, next_v,
+                             discount=batch.discount, terminated=batch.terminated)
+    step(critic_opt, critic_loss)
+    return value_loss.detach(), critic_loss.detach(), adv.detach()
