@@ -2,6 +2,8 @@
 
 Each is a leaf the algorithm files compose, in the order their papers give:
 
+* the SAC family (SAC, MBPO, MOPO): one parameter set, one trainable state (with a dynamics
+  ensemble for the model-based members) and SAC's whole update;
 * the TD3 family (TD3, TD3+BC, PRDC): one parameter set, one trainable state, exploration,
   the clipped double-Q critic step and the delayed actor step with its target updates;
   the behaviour term of TD3+BC and PRDC and its fine-tuning decay;
@@ -15,15 +17,25 @@ nearest-neighbour target) stays in the member's own file.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from polyrl.envs import EnvSpec
-from polyrl.losses import iql_q_loss, iql_value_loss, polyak_update, td3_critic_loss
-from polyrl.nets.heads import DeterministicPolicy, QEnsemble, ValueNet
+from polyrl.losses import (
+    iql_q_loss,
+    iql_value_loss,
+    polyak_update,
+    soft_q_target,
+    td3_critic_loss,
+    temperature_loss,
+)
+from polyrl.models.dynamics import DynamicsConfig, DynamicsEnsemble
+from polyrl.nets.heads import DeterministicPolicy, GaussianPolicy, QEnsemble, ValueNet
+from polyrl.nets.mlp import frozen
 from polyrl.optim import adam, step
 from polyrl.types import TransitionBatch
 
@@ -116,6 +128,111 @@ def behaviour_weight(algo: Any) -> float:
     if not algo.online or decay <= 0:
         return 1.0
     return max(0.0, 1.0 - algo.env_steps / decay)
+
+
+# -- the SAC family --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SACParams:
+    """The fields of the SAC family (SAC, MBPO, MOPO), whatever the data source."""
+
+    actor_lr: float = 3e-4
+    """Actor learning rate."""
+    critic_lr: float = 3e-4
+    """Critic learning rate."""
+    alpha_lr: float = 3e-4
+    """Temperature learning rate."""
+    tau: float = 0.005
+    """Polyak coefficient for the target critics."""
+    n_critics: int = 2
+    """Critics in the ensemble (the target takes their minimum)."""
+    init_alpha: float = 1.0
+    """Initial entropy temperature."""
+    auto_alpha: bool = True
+    """Tune alpha towards the target entropy; otherwise keep init_alpha fixed."""
+    target_entropy: float | None = None
+    """Target policy entropy (None: -action_dim)."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of actor and critics."""
+    activation: str = "relu"
+    """Hidden activation."""
+
+
+@dataclass
+class SACState:
+    actor: GaussianPolicy
+    critic: QEnsemble
+    critic_target: QEnsemble
+    log_alpha: Tensor
+    actor_opt: torch.optim.Optimizer
+    critic_opt: torch.optim.Optimizer
+    alpha_opt: torch.optim.Optimizer
+
+
+def sac_target_entropy(c: SACParams, spec: EnvSpec) -> float:
+    """SAC's target entropy: ``target_entropy``, or ``-dim(A)`` when unset (eq. 18)."""
+    return -float(spec.action_dim) if c.target_entropy is None else c.target_entropy
+
+
+def build_sac_state(c: SACParams, spec: EnvSpec, device: torch.device) -> SACState:
+    """Actor, critic ensemble, its target, ``log alpha`` and the three optimisers, as every SAC-family algorithm declares them."""
+    actor = GaussianPolicy(spec.obs_dim, spec.action_dim, c.hidden, c.activation, log_std_bounds=(-20.0, 2.0)).to(device)
+    critic = QEnsemble(c.n_critics, spec.obs_dim, spec.action_dim, c.hidden, c.activation).to(device)
+    critic_target = copy.deepcopy(critic).requires_grad_(False)
+    log_alpha = torch.tensor(math.log(c.init_alpha), device=device, requires_grad=True)
+    return SACState(actor, critic, critic_target, log_alpha,
+                    adam(actor.parameters(), c.actor_lr), adam(critic.parameters(), c.critic_lr), adam([log_alpha], c.alpha_lr))
+
+
+def sac_step(s: SACState, batch: TransitionBatch, *, target_entropy: float, tau: float, auto_alpha: bool) -> dict[str, float | Tensor]:
+    """One SAC update (Haarnoja et al. 2018): critics on the soft clipped-double-Q target (eq. 5), the actor (eq. 7),
+    the temperature (eq. 18, when ``auto_alpha``), then Polyak-averaged target critics. Returns the metrics."""
+    alpha = s.log_alpha.detach().exp()
+
+    # Critic: regress every Q_k onto the soft clipped-double-Q target.
+    with torch.no_grad():
+        next_action, next_log_prob = s.actor(batch.next_obs).rsample_with_log_prob()
+        target = soft_q_target(batch.reward, s.critic_target(batch.next_obs, next_action), next_log_prob,
+                               alpha=alpha, discount=batch.discount, terminated=batch.terminated)
+    q = s.critic(batch.obs, batch.action)
+    critic_loss = (q - target).pow(2).mean(1).sum()
+    step(s.critic_opt, critic_loss)
+
+    # Actor: maximise min_k Q_k(s, a~pi) + alpha H.
+    action, log_prob = s.actor(batch.obs).rsample_with_log_prob()
+    with frozen(s.critic):
+        q_pi = s.critic(batch.obs, action).min(0).values
+    actor_loss = (alpha * log_prob - q_pi).mean()
+    step(s.actor_opt, actor_loss)
+
+    # Temperature.
+    if auto_alpha:
+        alpha_loss = temperature_loss(s.log_alpha, log_prob, target_entropy=target_entropy)
+        step(s.alpha_opt, alpha_loss)
+
+    polyak_update(s.critic_target.parameters(), s.critic.parameters(), tau=tau)
+    return {
+        "loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(),
+        "train/alpha": alpha, "train/entropy": -log_prob.detach().mean(), "train/q": q.detach().mean(),
+    }
+
+
+@dataclass
+class ModelSACState(SACState):
+    """SAC's state plus the dynamics ensemble it learns from (MBPO, MOPO; saved with the agent)."""
+
+    dynamics: DynamicsEnsemble
+    dynamics_opt: torch.optim.Optimizer
+    model_fitted: Tensor
+    """1 once the ensemble has been fitted."""
+
+
+def with_dynamics(state: SACState, dynamics: DynamicsConfig, spec: EnvSpec, device: torch.device) -> ModelSACState:
+    """``state`` extended with a fresh dynamics ensemble configured by ``dynamics``."""
+    model = DynamicsEnsemble(spec.obs_dim, spec.action_dim, dynamics).to(device)
+    return ModelSACState(**{f.name: getattr(state, f.name) for f in fields(state)},
+                         dynamics=model, dynamics_opt=model.make_optimizer(), model_fitted=torch.zeros((), device=device))
 
 
 # -- IQL's critics ---------------------------------------------------------------------------------------

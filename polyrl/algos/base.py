@@ -15,104 +15,16 @@ Trainers drive it; they differ by where the batches come from.
 from __future__ import annotations
 
 import abc
-import dataclasses
-from dataclasses import dataclass, fields
-from typing import Any, ClassVar, get_type_hints
+from dataclasses import fields
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from polyrl.config import AlgoConfig, coerce  # noqa: F401  (re-exported: the contract's config type)
 from polyrl.envs import EnvSpec
 from polyrl.errors import ConfigError, UnsupportedSpaceError
 from polyrl.optim import LeanAdam, adam  # noqa: F401  (re-exported: algorithm files build their optimisers with adam)
-
-
-@dataclass(frozen=True)
-class AlgoConfig:
-    """Fields every algorithm has."""
-
-    gamma: float = 0.99
-    """Discount factor."""
-    n_envs: int = 1
-    """Parallel environment copies used for collection."""
-    normalize_obs: bool = False
-    """Normalise observations with running statistics (saved with the agent)."""
-
-    @classmethod
-    def field_docs(cls) -> dict[str, str]:
-        """Field name -> its one-line docstring, read from the class source."""
-        import ast
-        import inspect
-
-        docs: dict[str, str] = {}
-        for klass in reversed(cls.__mro__):
-            if not dataclasses.is_dataclass(klass):
-                continue
-            try:
-                tree = ast.parse(inspect.getsource(klass).lstrip())
-            except (OSError, TypeError, SyntaxError):
-                continue
-            body = tree.body[0].body  # type: ignore[attr-defined]
-            for node, nxt in zip(body, body[1:]):
-                if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                        and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)):
-                    docs[node.target.id] = str(nxt.value.value).strip()
-        return docs
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> AlgoConfig:
-        """Build a config, rejecting unknown fields with a suggestion and coercing JSON lists to tuples."""
-        import difflib
-
-        known = {f.name: f for f in fields(cls)}
-        hints = get_type_hints(cls)
-        kwargs = {}
-        for key, value in values.items():
-            if key not in known:
-                close = difflib.get_close_matches(key, list(known), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(f"unknown config field {key!r} for {cls.__qualname__}{hint} (known: {', '.join(sorted(known))})")
-            kwargs[key] = coerce(value, hints[key], key)
-        return cls(**kwargs)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
-
-
-def coerce(value: Any, typ: Any, name: str) -> Any:
-    """Convert ``value`` (from JSON or a CLI string) to the field type ``typ``, or raise ``ConfigError``."""
-    origin = getattr(typ, "__origin__", None)
-    args = getattr(typ, "__args__", ())
-    if type(None) in args:  # Optional[X]: None / "none" stay None
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            return None
-        return coerce(value, next(a for a in args if a is not type(None)), name)
-    try:
-        if typ is bool:
-            if isinstance(value, str):
-                low = value.lower()
-                if low in ("1", "true", "yes", "on"):
-                    return True
-                if low in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if typ is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(float(value)) if isinstance(value, str) else int(value)
-        if typ is float:
-            return float(value)
-        if typ is str:
-            return str(value)
-        if origin is tuple:
-            item = typ.__args__[0]
-            if isinstance(value, str):
-                value = [v for v in value.replace(" ", "").split(",") if v]
-            return tuple(coerce(v, item, name) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"config field {name!r} expects {getattr(typ, '__name__', typ)}, got {value!r}") from None
-    return value
 
 
 class Algorithm(abc.ABC):

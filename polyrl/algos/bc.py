@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from polyrl.algos.base import Algorithm, adam
-from polyrl.algos.offline import OfflineConfig
+from polyrl.config import OfflineConfig
 from polyrl.errors import ConfigError
 from polyrl.nets.heads import CategoricalPolicy, DeterministicPolicy, GaussianPolicy
 from polyrl.types import TransitionBatch

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from polyrl.algos.base import Algorithm, adam
-from polyrl.algos.offline import OfflineConfig
+from polyrl.config import OfflineConfig
 from polyrl.losses import polyak_update, soft_q_target, temperature_loss
 from polyrl.nets.heads import GaussianPolicy, QEnsemble
 from polyrl.nets.mlp import frozen

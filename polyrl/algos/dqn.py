@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from polyrl.algos.base import Algorithm, adam
-from polyrl.algos.offpolicy import OffPolicyConfig
+from polyrl.config import OffPolicyConfig
 from polyrl.losses import double_q_target, polyak_update, td_target
 from polyrl.nets.heads import DiscreteQ
 from polyrl.types import TransitionBatch

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from polyrl.algos.base import Algorithm
-from polyrl.algos.offline import FinetuneConfig
+from polyrl.config import FinetuneConfig
 from polyrl.families import iql_critic_step
 from polyrl.losses import polyak_update
 from polyrl.nets.heads import GaussianPolicy, QEnsemble, ValueNet

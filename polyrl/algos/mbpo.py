@@ -34,15 +34,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor
 
-from polyrl.algos.sac import SAC, SACConfig
-from polyrl.train.model_source import ModelRolloutConfig, ModelSACState, rollout_schedule, with_dynamics
+from polyrl.algos.base import Algorithm
+from polyrl.config import ModelRolloutConfig, OffPolicyConfig
+from polyrl.families import (
+    ModelSACState,
+    SACParams,
+    build_sac_state,
+    sac_step,
+    sac_target_entropy,
+    with_dynamics,
+)
+from polyrl.train.model_source import rollout_schedule
 from polyrl.types import TransitionBatch
 
 
 @dataclass(frozen=True)
-class MBPOConfig(ModelRolloutConfig, SACConfig):
+class MBPOConfig(ModelRolloutConfig, SACParams, OffPolicyConfig):
     learning_starts: int = 5000
     """Env steps of uniformly random actions before the first model fit and SAC update."""
     gradient_steps: int = 10
@@ -61,18 +71,25 @@ class MBPOConfig(ModelRolloutConfig, SACConfig):
     """Epoch at which k reaches rollout_max_length."""
 
 
-class MBPO(SAC):
+class MBPO(Algorithm):
     """SAC trained on real + model rollouts (regime ``model_based``); see the module docstring."""
 
     name = "mbpo"
     Config = MBPOConfig
+    action_kinds = ("box",)
     regime = "model_based"
     cfg: MBPOConfig
     state: ModelSACState
 
     def build(self) -> ModelSACState:
         self.model_metrics: dict[str, float] = {}
-        return with_dynamics(super().build(), self.cfg, self.spec, self.device)
+        self.target_entropy = sac_target_entropy(self.cfg, self.spec)
+        return with_dynamics(build_sac_state(self.cfg, self.spec, self.device), self.cfg.dynamics_config(), self.spec, self.device)
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
+        dist = self.state.actor(obs)
+        return dist.mode() if deterministic else dist.sample()
 
     @property
     def model_train_freq(self) -> int:
@@ -92,5 +109,7 @@ class MBPO(SAC):
 
     def update(self, batch: TransitionBatch) -> dict[str, Any]:
         """SAC's update on a mixed real/model batch; adds the latest model fit and rollout statistics."""
-        metrics: dict[str, float | Tensor] = super().update(batch)
+        c = self.cfg
+        metrics = sac_step(self.state, batch, target_entropy=self.target_entropy, tau=c.tau, auto_alpha=c.auto_alpha)
+        self.n_updates += 1
         return metrics | self.model_metrics

@@ -32,16 +32,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor
 
-from polyrl.algos.offline import FinetuneConfig
-from polyrl.algos.sac import SAC, SACConfig
-from polyrl.train.model_source import ModelRolloutConfig, ModelSACState, with_dynamics
+from polyrl.algos.base import Algorithm
+from polyrl.config import FinetuneConfig, ModelRolloutConfig, OffPolicyConfig
+from polyrl.families import (
+    ModelSACState,
+    SACParams,
+    build_sac_state,
+    sac_step,
+    sac_target_entropy,
+    with_dynamics,
+)
 from polyrl.types import TransitionBatch
 
 
 @dataclass(frozen=True)
-class MOPOConfig(ModelRolloutConfig, FinetuneConfig, SACConfig):
+class MOPOConfig(ModelRolloutConfig, FinetuneConfig, SACParams, OffPolicyConfig):
     rollout_length: int = 5
     """Model rollout horizon h."""
     penalty_coef: float = 1.0
@@ -52,11 +60,12 @@ class MOPOConfig(ModelRolloutConfig, FinetuneConfig, SACConfig):
     """Rollout rounds kept in the model buffer's sampling window."""
 
 
-class MOPO(SAC):
+class MOPO(Algorithm):
     """SAC on a dataset plus uncertainty-penalised model rollouts (regime ``offline``); see the module docstring."""
 
     name = "mopo"
     Config = MOPOConfig
+    action_kinds = ("box",)
     regime = "offline"
     online_regime = "off_policy"
     cfg: MOPOConfig
@@ -64,7 +73,13 @@ class MOPO(SAC):
 
     def build(self) -> ModelSACState:
         self.model_metrics: dict[str, float] = {}
-        return with_dynamics(super().build(), self.cfg, self.spec, self.device)
+        self.target_entropy = sac_target_entropy(self.cfg, self.spec)
+        return with_dynamics(build_sac_state(self.cfg, self.spec, self.device), self.cfg.dynamics_config(), self.spec, self.device)
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
+        dist = self.state.actor(obs)
+        return dist.mode() if deterministic else dist.sample()
 
     @property
     def max_rollout_horizon(self) -> int:
@@ -82,5 +97,7 @@ class MOPO(SAC):
 
     def update(self, batch: TransitionBatch) -> dict[str, Any]:
         """SAC's update on a mixed dataset/model batch; adds the model fit and rollout statistics."""
-        metrics: dict[str, float | Tensor] = super().update(batch)
+        c = self.cfg
+        metrics = sac_step(self.state, batch, target_entropy=self.target_entropy, tau=c.tau, auto_alpha=c.auto_alpha)
+        self.n_updates += 1
         return metrics | self.model_metrics

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from polyrl.algos.base import Algorithm
-from polyrl.algos.offline import FinetuneConfig
+from polyrl.config import FinetuneConfig
 from polyrl.families import (
     BehaviourTermParams,
     TD3Params,

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from polyrl.algos.base import Algorithm
-from polyrl.algos.offpolicy import OffPolicyConfig
+from polyrl.config import OffPolicyConfig
 from polyrl.families import TD3Params, TD3State, build_td3_state, explore, td3_actor_step, td3_critic_step
 from polyrl.nets.mlp import frozen
 from polyrl.types import TransitionBatch

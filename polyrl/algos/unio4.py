@@ -108,7 +108,7 @@ import torch
 from torch import Tensor
 
 from polyrl.algos.base import Algorithm
-from polyrl.algos.offline import OfflineConfig
+from polyrl.config import OfflineConfig
 from polyrl.data.rollout import Rollout
 from polyrl.errors import ConfigError
 from polyrl.families import iql_critic_step

@@ -30,80 +30,22 @@ source's ``state_dict`` (exact resume).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from polyrl.algos.base import AlgoConfig, Algorithm
-from polyrl.algos.sac import SACState
+from polyrl.algos.base import Algorithm
+from polyrl.config import ModelRolloutConfig
 from polyrl.data import Dataset, ReplayBuffer
-from polyrl.envs import EnvSpec, RunningNorm, VecEnv
+from polyrl.envs import RunningNorm, VecEnv
 from polyrl.errors import ConfigError
-from polyrl.models.dynamics import (
-    DynamicsConfig,
-    DynamicsEnsemble,
-    Termination,
-    layer_weight_decays,
-    termination_rule,
-    train_dynamics,
-)
+from polyrl.families import ModelSACState
+from polyrl.models.dynamics import Termination, termination_rule, train_dynamics
 from polyrl.train.sources import ReplaySource, normalized
 from polyrl.types import TransitionBatch
-
-
-@dataclass(frozen=True)
-class ModelRolloutConfig(AlgoConfig):
-    """Config fields of every algorithm fed by a :class:`ModelSource` (the model and its rollouts)."""
-
-    real_ratio: float = 0.05
-    """Share of each batch drawn from real data (the rest from model rollouts; the paper's 5%, but on Pendulum-v1
-    0.5 learns ~500 env steps sooner, even with the true dynamics: docs/algorithms/mbpo.md, note 8)."""
-    rollout_freq: int = 250
-    """Steps (env steps online, gradient updates offline) between rounds of model rollouts."""
-    rollout_batch_size: int = 10_000
-    """Real start states rolled out per round."""
-    model_retain_rounds: int = 4
-    """Rollout rounds kept in the model buffer's sampling window (older model data is dropped)."""
-    penalty_coef: float = 0.0
-    """MOPO's lambda: model rewards become r - lambda * max_i ||Sigma_i(s, a)||_F (0: no penalty, MBPO)."""
-    termination: str = "auto"
-    """Model terminations: 'auto' (the task's known rule if polyrl has one, else learned) or 'learned'."""
-    model_hidden: tuple[int, ...] = (200, 200, 200, 200)
-    """Hidden widths of each of the 7 dynamics-ensemble members (5 elites)."""
-    model_max_epochs: int = 50
-    """Maximum epochs per model fit (holdout early stopping after 5 epochs without improvement usually ends sooner)."""
-    model_min_updates: int = 1000
-    """Gradient steps a model fit may take whatever ``model_max_epochs`` says (early stopping still applies): MBPO's
-    first fits see a few hundred transitions, one or two steps per epoch, and an epoch cap alone leaves that model
-    badly underfitted while its rollouts make up most of every batch for the next ``model_retain_rounds`` rounds."""
-
-
-@dataclass
-class ModelSACState(SACState):
-    """SAC's state plus the dynamics ensemble it learns from (saved with the agent)."""
-
-    dynamics: DynamicsEnsemble
-    dynamics_opt: torch.optim.Optimizer
-    model_fitted: Tensor
-    """1 once the ensemble has been fitted."""
-
-
-def with_dynamics(state: SACState, cfg: ModelRolloutConfig, spec: EnvSpec, device: torch.device) -> ModelSACState:
-    """``state`` extended with a fresh dynamics ensemble (MBPO's spec: 7 members, 5 elites, per-layer weight decay)."""
-    if cfg.termination not in ("auto", "learned"):
-        raise ConfigError(f"termination must be 'auto' or 'learned', got {cfg.termination!r}")
-    if not 0.0 <= cfg.real_ratio <= 1.0:
-        raise ConfigError(f"real_ratio must lie in [0, 1], got {cfg.real_ratio}")
-    dcfg = DynamicsConfig(hidden=cfg.model_hidden, max_epochs=cfg.model_max_epochs, min_updates=cfg.model_min_updates,
-                          holdout=0.2, max_holdout=1000,
-                          weight_decays=layer_weight_decays(len(cfg.model_hidden)), standardize_targets=True)
-    dynamics = DynamicsEnsemble(spec.obs_dim, spec.action_dim, dcfg).to(device)
-    fitted = torch.zeros((), device=device)
-    return ModelSACState(**{f.name: getattr(state, f.name) for f in fields(state)},
-                         dynamics=dynamics, dynamics_opt=dynamics.make_optimizer(), model_fitted=fitted)
 
 
 def rollout_schedule(epoch: int, *, min_length: int, max_length: int, min_epoch: int, max_epoch: int) -> int:
@@ -272,4 +214,4 @@ class ModelSource:
         self.fit_generator.set_state(state["fit_generator"])
 
 
-__all__ = ["ModelRolloutConfig", "ModelSACState", "ModelSource", "rollout_schedule", "with_dynamics"]
+__all__ = ["ModelRolloutConfig", "ModelSACState", "ModelSource", "rollout_schedule"]

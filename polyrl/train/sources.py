@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from polyrl.algos.base import Algorithm
+from polyrl.config import ModelRolloutConfig
 from polyrl.data import Dataset, ReplayBuffer, Rollout, RolloutBuffer
 from polyrl.envs import EnvSpec, RunningNorm, StepResult, VecEnv
 from polyrl.errors import ConfigError, DivergenceError
@@ -234,7 +235,7 @@ def make_source(algo: Algorithm, norm: RunningNorm, env: VecEnv | None, seed: in
                 dataset: Dataset | None = None) -> RolloutSource | ReplaySource | DatasetSource:
     """The data source for the algorithm's current regime (an offline algorithm's online phase included)."""
     regime = algo.online_regime if algo.online and algo.regime == "offline" else algo.regime
-    from polyrl.train.model_source import ModelRolloutConfig, ModelSource  # imports this module
+    from polyrl.train.model_source import ModelSource  # imports this module
     if regime in ("model_based", "offline") and isinstance(algo.cfg, ModelRolloutConfig):  # MBPO, MOPO
         return ModelSource(algo, norm, env, seed, dataset)
     if regime == "offline":
