@@ -26,6 +26,8 @@ import torch
 
 from polyrl import algos
 from polyrl._version import __version__
+from polyrl.algos.base import env_copies, episode_policy, preference_policy
+from polyrl.clock import Clock
 from polyrl.data.dataset import Dataset
 from polyrl.data.minari_io import load_any
 from polyrl.envs import RunningNorm, VecEnv
@@ -33,7 +35,8 @@ from polyrl.errors import CheckpointError, ConfigError
 from polyrl.io import write_text_atomic
 from polyrl.train.checkpoint import LATEST, list_checkpoints, read_checkpoint, resolve, write_checkpoint
 from polyrl.train.evaluate import EvalResult, run_episodes
-from polyrl.train.trainer import Trainer, TrainSettings
+from polyrl.train.sources import make_source
+from polyrl.train.trainer import Checkpointer, Evaluator, RunParts, Trainer, TrainSettings
 
 NORM_PREFIX = "obs_norm."
 
@@ -45,7 +48,7 @@ class EpisodePolicy:
 
     def __init__(self, agent: Agent, deterministic: bool = True) -> None:
         self.agent = agent
-        self._policy = agent.algo.episode_policy(deterministic=deterministic)
+        self._policy = episode_policy(agent.algo, deterministic=deterministic)
         self._started = False
 
     def reset(self) -> None:
@@ -122,7 +125,7 @@ class Agent:
         probe.close()
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.seed)  # network init depends on the seed only, not on the caller's RNG
-            self.algo = self.algo_cls(self.cfg, self.spec, self.device)
+            self.algo = self.algo_cls(self.cfg, self.spec, self.device, clock=Clock())
         self.obs_norm = RunningNorm(self.spec.obs_shape, enabled=self.cfg.normalize_obs).to(self.device)
         if self.dataset is not None:
             self.dataset.check_spec(self.spec)
@@ -149,7 +152,7 @@ class Agent:
         if settings:
             self.settings = replace(self.settings, **settings)
         if self.trainer is None:
-            self.trainer = Trainer(self, self.settings)
+            self.trainer = Trainer(build_run(self), self.settings)
             if self._pending_resume is not None:
                 self.trainer.load_state_dict(self._pending_resume)
                 self._pending_resume = None
@@ -186,8 +189,17 @@ class Agent:
             self.trainer = None
         self._pending_resume = None
         self.algo.start_online()
-        self.algo.env_steps = 0
+        self.algo.clock.env_steps = 0  # the online phase counts its env steps from 0
         return self
+
+    def run_parts(self) -> RunParts:
+        """The parts of a run of this agent (:func:`build_run`)."""
+        return build_run(self)
+
+    @property
+    def progress(self) -> int:
+        """Steps trained in the current phase, in the unit ``learn`` counts: env steps online, gradient updates offline."""
+        return self.algo.clock.progress(self.algo.online)
 
     @property
     def phase(self) -> str:
@@ -205,7 +217,7 @@ class Agent:
         multi-objective algorithm serves; it implies deterministic actions.
         """
         if preference is not None:
-            return self._apply(obs, self.algo.preference_policy(self._preference(preference)))
+            return self._apply(obs, preference_policy(self.algo, self._preference(preference)))
         return self._apply(obs, lambda x: self.algo.act(x, deterministic=deterministic))
 
     def _apply(self, obs: np.ndarray, policy: Any) -> np.ndarray:
@@ -247,15 +259,15 @@ class Agent:
         ``EvalResult.mean_vector`` holds the per-objective mean return.
         """
         if preference is None:  # a fresh episode policy: recurrent agents keep per-copy memory, cleared at episode starts
-            env, policy = self._env_for_actions(min(max(episodes, 1), 5)), self.algo.episode_policy(deterministic=True)
+            env, policy = self._env_for_actions(min(max(episodes, 1), 5)), episode_policy(self.algo, deterministic=True)
             return self.evaluate_policy(lambda x: policy(x, torch.as_tensor(env.episode_start, device=self.device)), episodes, seed)
         w = self._preference(preference)
-        return self.evaluate_policy(self.algo.preference_policy(w), episodes, seed, weights=w)
+        return self.evaluate_policy(preference_policy(self.algo, w), episodes, seed, weights=w)
 
     def evaluate_policy(self, policy: Any, episodes: int = 10, seed: int | None = None, *, gamma: float = 1.0,
                         weights: np.ndarray | None = None) -> EvalResult:
         """Like :meth:`evaluate`, for another deterministic ``policy`` (normalised obs tensor -> normalised action tensor),
-        e.g. one of ``agent.algo.candidates()``; returns discounted by ``gamma``, vector returns scalarised by ``weights``."""
+        e.g. one of ``polyrl.algos.base.candidates(agent.algo)``; returns discounted by ``gamma``, vector returns scalarised by ``weights``."""
         env = self._env_for_actions(min(max(episodes, 1), 5))
 
         def act(obs: np.ndarray) -> np.ndarray:
@@ -370,8 +382,8 @@ class Agent:
             agent.obs_norm.load_state_dict({k: v.to(agent.device) for k, v in norm.items()})
         except (RuntimeError, KeyError) as e:
             raise CheckpointError(f"{ckpt / 'model.safetensors'} does not match the {meta['algo']} network in agent.json ({str(e).splitlines()[0]})") from None
-        agent.algo.env_steps = int(meta.get("env_steps", 0))
-        agent.algo.n_updates = int(meta.get("updates", 0))
+        agent.algo.clock.env_steps = int(meta.get("env_steps", 0))
+        agent.algo.clock.updates = int(meta.get("updates", 0))
         agent.algo.online = agent.algo.online or meta.get("phase") == "online"
         if resume_state is not None:
             agent.algo.load_optimizer_state(resume_state["optimizers"])
@@ -388,6 +400,22 @@ class Agent:
 
     def __repr__(self) -> str:
         return f"Agent({self.algo_cls.name!r}, env={self.env_id!r}, seed={self.seed}, steps={self.algo.env_steps})"
+
+
+def build_run(agent: Agent) -> RunParts:
+    """The whole run, composed in one place: the agent's algorithm (and its clock), the training envs (online), the
+    data source of the algorithm's current regime, the evaluator (a separate env), and the checkpointer (the run
+    directory). ``Trainer(build_run(agent), settings)`` drives them; the trainer adds its logger when it first runs."""
+    algo = agent.algo
+    env = VecEnv(agent.env_id, env_copies(algo), vectorization=agent.vectorization, env_kwargs=agent.env_kwargs) if algo.online else None
+    source = make_source(algo, agent.obs_norm, env, agent.seed, agent.dataset)
+    evaluator = Evaluator(
+        report=agent.evaluate,
+        for_algo=lambda policy, episodes, gamma=1.0: agent.evaluate_policy(policy, episodes, seed=agent.seed + 30_000, gamma=gamma),
+        env_id=agent.env_id)
+    checkpointer = Checkpointer(run_dir=agent.ensure_run_dir, write=lambda step, keep: agent.write_run_checkpoint(step, keep=keep),
+                                latest=agent.latest_checkpoint)
+    return RunParts(algo, source, env, evaluator, checkpointer, seed=agent.seed, title=f"{algo.name} {agent.env_id}")
 
 
 def make(algo: str, env: str | None = None, *, seed: int = 0, device: str | torch.device = "cpu", **kwargs: Any) -> Agent:

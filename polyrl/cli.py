@@ -99,9 +99,11 @@ def cmd_train(argv: Sequence[str]) -> int:
             raise ConfigError(f"a resumed run keeps its config; drop {', '.join('--' + k.replace('_', '-') for k in config)}")
         agent = Agent.load(args.resume, device=args.device)
         agent.settings = settings
-        steps = None if args.steps is None else max(args.steps - agent.algo.env_steps, 0)
+        # --steps is the total to reach in the checkpoint's phase: env steps online, gradient updates offline
+        steps = None if args.steps is None else max(args.steps - agent.progress, 0)
         if steps == 0:
-            print(f"{args.resume} already has {agent.algo.env_steps} steps; nothing to do")
+            unit = "env steps" if agent.algo.online else "updates"
+            print(f"{args.resume} already has {agent.progress} {unit}; nothing to do")
             return 0
     else:
         env = args.env or args.env_pos

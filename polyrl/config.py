@@ -192,3 +192,16 @@ class ModelRolloutConfig(AlgoConfig):
         return DynamicsConfig(hidden=self.model_hidden, max_epochs=self.model_max_epochs, min_updates=self.model_min_updates,
                               holdout=0.2, max_holdout=1000, weight_decays=layer_weight_decays(len(self.model_hidden)),
                               standardize_targets=True)
+
+
+def rollout_schedule(epoch: int, *, min_length: int, max_length: int, min_epoch: int, max_epoch: int) -> int:
+    """MBPO's rollout length: ``min_length`` until ``min_epoch``, linear to ``max_length`` at ``max_epoch``, then flat.
+
+    ``k = clip(min_length + (epoch - a) / (b - a) * (max_length - min_length), min_length, max_length)``, rounded down
+    (Janner et al. 2019, appendix C; ``[a, b, k_min, k_max] = [20, 100, 1, 15]`` for Hopper).
+    """
+    if max_epoch <= min_epoch:
+        return max_length if epoch >= max_epoch else min_length
+    frac = (epoch - min_epoch) / (max_epoch - min_epoch)
+    k = min_length + frac * (max_length - min_length)
+    return int(min(max(k, min(min_length, max_length)), max(min_length, max_length)))

@@ -68,7 +68,7 @@ def initial_states(dataset: Dataset) -> np.ndarray:
 
 
 Policy = Callable[[Tensor], Tensor]
-"""A deterministic policy on normalised observations (``agent.algo.candidates()`` gives such)."""
+"""A deterministic policy on normalised observations (``polyrl.algos.base.candidates(agent.algo)`` gives such)."""
 
 
 def _acting(agent: Agent, policy: Policy | None) -> Callable[[Tensor], Tensor]:

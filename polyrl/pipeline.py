@@ -169,6 +169,7 @@ class Pipeline:
     def _ope(self) -> dict[str, Any]:
         import polyrl
         from polyrl import ope
+        from polyrl.algos.base import candidates, deployed_candidate
         from polyrl.data.minari_io import load_any
         from polyrl.models.dynamics import DynamicsConfig
 
@@ -176,9 +177,9 @@ class Pipeline:
         agent = polyrl.load(self.run_dir / "handoff", resume=False)
         data = load_any(self.dataset_path)
         model, fit = ope.fit_model(agent, data, cfg=DynamicsConfig(max_epochs=c.ope_model_epochs), seed=c.seed)
-        selected = agent.algo.deployed_candidate()
+        selected = deployed_candidate(agent.algo)
         rows = []
-        for name, policy in agent.algo.candidates().items():
+        for name, policy in candidates(agent.algo).items():
             est = ope.model_based(agent, data, model=model, policy=policy, n_rollouts=c.ope_rollouts, seed=c.seed)
             real = agent.evaluate_policy(policy, c.eval_episodes)
             rows.append(est.to_json() | {"name": name, "real_return": real.mean_return, "real_return_std": real.std_return,

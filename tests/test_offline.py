@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from polyrl.data.recipes import make_dataset
 
 import polyrl
 from polyrl.cli import main
 from polyrl.data import Dataset, recipes
 from polyrl.data.collect import collect
-from polyrl.data.recipes import make_dataset
 from polyrl.errors import ConfigError
 
 FAST = ["--no-progress", "--no-tensorboard", "--eval-every", "0", "--eval-episodes", "2"]

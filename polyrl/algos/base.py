@@ -15,12 +15,14 @@ Trainers drive it; they differ by where the batches come from.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
+from polyrl.clock import Clock
 from polyrl.config import AlgoConfig, coerce  # noqa: F401  (re-exported: the contract's config type)
 from polyrl.envs import EnvSpec
 from polyrl.errors import ConfigError, UnsupportedSpaceError
@@ -45,7 +47,7 @@ class Algorithm(abc.ABC):
     """For offline algorithms that can continue in the environment after offline training
     (``Agent.start_online``): the regime of that online phase; ``None`` if they cannot."""
 
-    def __init__(self, cfg: AlgoConfig, spec: EnvSpec, device: torch.device | str = "cpu") -> None:
+    def __init__(self, cfg: AlgoConfig, spec: EnvSpec, device: torch.device | str = "cpu", clock: Clock | None = None) -> None:
         if spec.action_kind not in self.action_kinds:
             raise UnsupportedSpaceError(
                 f"{self.name} cannot handle {spec.action_kind} actions of {spec.env_id}; "
@@ -59,12 +61,8 @@ class Algorithm(abc.ABC):
         self.cfg = cfg
         self.spec = spec
         self.device = torch.device(device)
-        self.n_updates = 0
-        """Gradient-update calls so far (drives delays and target-network schedules)."""
-        self.env_steps = 0
-        """Environment steps so far, set by the trainer before acting/updating (drives schedules)."""
-        self.total_steps = 1
-        """The trainer's step budget, set by the trainer (drives annealing)."""
+        self.clock = clock if clock is not None else Clock()
+        """The run's counters and budget (:class:`polyrl.clock.Clock`), shared with the trainer and the data source."""
         self.online = regime_is_online(self.regime)
         """True while the algorithm learns from the environment (always, for online algorithms;
         after ``start_online`` for offline ones)."""
@@ -104,53 +102,29 @@ class Algorithm(abc.ABC):
             raise ConfigError(f"{self.name} has no online phase; algorithms that continue online: see `polyrl list`")
         self.online = True
 
-    def episode_policy(self, deterministic: bool = True) -> Any:
-        """A policy for whole episodes, ``(obs [B, *O], is_first [B] bool) -> actions``, that keeps any per-copy
-        memory (recurrent agents such as Dreamer) and clears it where ``is_first``. Memoryless by default:
-        :meth:`act`, ignoring ``is_first``."""
-        return lambda obs, is_first: self.act(obs, deterministic=deterministic)
+    # -- the clock, as algorithms read it ---------------------------------------------------
+    @property
+    def n_updates(self) -> int:
+        """Optimiser steps so far (``clock.updates``): drives delays and target-network schedules."""
+        return self.clock.updates
 
-    def env_copies(self) -> int:
-        """Training environment copies the trainer steps (``n_envs``; a population multiplies it)."""
-        return int(getattr(self.cfg, "n_envs", 1))
+    @n_updates.setter
+    def n_updates(self, value: int) -> None:
+        self.clock.updates = int(value)
 
-    def end_round(self, evaluate: Any) -> dict[str, Any]:
-        """Called online after every round of updates; returns metrics to log.
+    @property
+    def env_steps(self) -> int:
+        """Environment steps so far in this phase (``clock.env_steps``, advanced by the data source)."""
+        return self.clock.env_steps
 
-        ``evaluate(policy, episodes, gamma=1.0) -> EvalResult`` runs a
-        deterministic policy (as in :meth:`candidates`) in the evaluation env,
-        for algorithms whose learning uses real evaluations (C-MORL's Pareto
-        archive). Nothing to do by default.
-        """
-        return {}
+    @env_steps.setter
+    def env_steps(self, value: int) -> None:
+        self.clock.env_steps = int(value)
 
-    def preference_policy(self, preference: Any) -> Any:
-        """The deterministic policy (normalised obs -> normalised action) to serve for ``preference``, a ``[K]``
-        weighting of the objectives. Only multi-objective algorithms serve preferences."""
-        raise ConfigError(f"{self.name} learns one policy for a scalar reward; a preference needs a multi-objective "
-                          "algorithm (cmorl) on a multi-objective env")
-
-    def write_run_files(self, run_dir: Any) -> None:
-        """Write the algorithm's own outputs into the run directory after each checkpoint (C-MORL: its Pareto front)."""
-        return None
-
-    def candidates(self) -> dict[str, Any]:
-        """Named deterministic policies (normalised obs ``[B, *O]`` -> normalised actions) worth comparing
-        offline, e.g. by OPE. One for most algorithms; Uni-O4 has one per ensemble member."""
-        return {"policy": lambda obs: self.act(obs, deterministic=True)}
-
-    def deployed_candidate(self) -> str:
-        """The name (a key of :meth:`candidates`) of the policy ``act`` uses."""
-        return "policy"
-
-    def end_offline(self, evaluate: Any) -> dict[str, Any]:
-        """Called when an offline training call reaches its budget; returns metrics to log.
-
-        ``evaluate(policy, episodes) -> mean return`` runs a policy (as in :meth:`candidates`)
-        in the evaluation env, for algorithms whose model selection may use a few real
-        episodes (Uni-O4). Nothing to do by default.
-        """
-        return {}
+    @property
+    def total_steps(self) -> int:
+        """The budget of the current ``learn`` call (``clock.budget``, set by the trainer): schedules anneal over it."""
+        return self.clock.budget
 
     # -- derived from the declared state -------------------------------------------------------
     def _items(self) -> list[tuple[str, Any]]:
@@ -203,3 +177,166 @@ class Algorithm(abc.ABC):
 
 def regime_is_online(regime: str) -> bool:
     return regime != "offline"
+
+
+# -- what a data source needs of an algorithm, beyond act and update ------------------------------------
+# Checked once when the run is built (``require``), with a one-line error naming the missing member.
+
+
+@runtime_checkable
+class OnPolicyLearner(Protocol):
+    """Fed on-policy rollouts (``RolloutSource``): samples with their log-probabilities and values."""
+
+    def policy_step(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(action, log_prob, value)`` for a batch of normalised observations, sampled for collection."""
+        ...
+
+    def value(self, obs: Tensor) -> Tensor:
+        """``V(s)`` (``[B]`` or ``[B, K]``) for bootstrapping truncated and unfinished episodes."""
+        ...
+
+
+@runtime_checkable
+class RecurrentLearner(Protocol):
+    """Acts with a per-env-copy memory (``SequenceReplaySource``; Dreamer's world-model state)."""
+
+    def act_recurrent(self, obs: Tensor, is_first: Tensor, carry: Any, deterministic: bool = False) -> tuple[Tensor, Any]:
+        """Actions for ``obs`` continuing ``carry``; rows with ``is_first`` start a new episode."""
+        ...
+
+    def episode_policy(self, deterministic: bool = True) -> Callable[[Tensor, Tensor], Tensor]:
+        """A policy ``(obs, is_first) -> action`` for whole episodes that keeps the memory between calls."""
+        ...
+
+
+@runtime_checkable
+class ModelBasedLearner(Protocol):
+    """Learns from real data mixed with rollouts of its dynamics ensemble (``ModelSource``: MBPO, MOPO)."""
+
+    max_rollout_horizon: int
+    """The longest model rollout the algorithm asks for (sizes the model buffer)."""
+    model_metrics: dict[str, float]
+    """Where the source reports its latest fit and rollout statistics, logged with the updates."""
+
+    def rollout_horizon(self, step: int) -> int:
+        """Model rollout length at ``step`` (env steps online, updates offline)."""
+        ...
+
+
+@runtime_checkable
+class OnlineModelLearner(ModelBasedLearner, Protocol):
+    """A model-based learner in the environment (MBPO): also says how often to refit the model."""
+
+    model_train_freq: int
+    """Env steps between fits of the dynamics ensemble."""
+
+
+def require(algo: Algorithm, protocol: type, what: str) -> None:
+    """Raise ``ConfigError`` naming the members of ``protocol`` that ``algo`` lacks, for a source that needs ``what``."""
+    if isinstance(algo, protocol):
+        return
+    wanted = [n for n in getattr(protocol, "__protocol_attrs__", None) or _protocol_members(protocol) if not hasattr(algo, n)]
+    raise ConfigError(f"{algo.name} cannot be fed {what}: it lacks {', '.join(wanted)} ({protocol.__name__}); "
+                      f"implement them, or pick an algorithm of that regime (`polyrl list`)")
+
+
+def _protocol_members(protocol: type) -> list[str]:
+    names: list[str] = []
+    for klass in protocol.__mro__:
+        if klass in (Protocol, object) or not getattr(klass, "_is_protocol", False):
+            continue
+        names += [n for n in (*vars(klass), *getattr(klass, "__annotations__", {})) if not n.startswith("_")]
+    return list(dict.fromkeys(names))
+
+
+# -- opt-in hooks: what the agent, trainer and pipeline use when an algorithm offers it ---------------------
+
+
+@runtime_checkable
+class Population(Protocol):
+    """Trains several policies side by side on more env copies than ``n_envs`` (C-MORL)."""
+
+    def env_copies(self) -> int:
+        """Training environment copies the trainer steps."""
+        ...
+
+
+@runtime_checkable
+class RoundHook(Protocol):
+    """Acts after every online round of updates, possibly with real evaluations (C-MORL's Pareto archive)."""
+
+    def end_round(self, evaluate: Callable[..., Any]) -> dict[str, Any]:
+        """``evaluate(policy, episodes, gamma=1.0) -> EvalResult`` runs a deterministic policy in the evaluation env;
+        returns metrics to log."""
+        ...
+
+
+@runtime_checkable
+class PreferenceServer(Protocol):
+    """Serves a policy per preference over the objectives (multi-objective algorithms)."""
+
+    def preference_policy(self, preference: Any) -> Callable[[Tensor], Tensor]:
+        """The deterministic policy (normalised obs -> normalised action) for a ``[K]`` weighting of the objectives."""
+        ...
+
+
+@runtime_checkable
+class RunFileWriter(Protocol):
+    """Writes outputs of its own into the run directory after each checkpoint (C-MORL: its Pareto front)."""
+
+    def write_run_files(self, run_dir: Any) -> None:
+        ...
+
+
+@runtime_checkable
+class CandidateSet(Protocol):
+    """Has several named deterministic policies worth comparing offline, e.g. by OPE (Uni-O4's members)."""
+
+    def candidates(self) -> dict[str, Callable[[Tensor], Tensor]]:
+        """Named policies (normalised obs ``[B, *O]`` -> normalised actions)."""
+        ...
+
+    def deployed_candidate(self) -> str:
+        """The name (a key of :meth:`candidates`) of the policy ``act`` uses."""
+        ...
+
+
+@runtime_checkable
+class OfflineSelection(Protocol):
+    """Selects what to deploy when an offline training call reaches its budget (Uni-O4)."""
+
+    def end_offline(self, evaluate: Callable[..., Any]) -> dict[str, Any]:
+        """``evaluate(policy, episodes) -> EvalResult`` runs a few real episodes; returns metrics to log."""
+        ...
+
+
+def env_copies(algo: Algorithm) -> int:
+    """Training environment copies: ``n_envs``, or what a :class:`Population` asks for."""
+    return algo.env_copies() if isinstance(algo, Population) else int(algo.cfg.n_envs)
+
+
+def episode_policy(algo: Algorithm, deterministic: bool = True) -> Callable[[Tensor, Tensor], Tensor]:
+    """``(obs [B, *O], is_first [B]) -> actions`` for whole episodes: a :class:`RecurrentLearner`'s own, else memoryless ``act``."""
+    if isinstance(algo, RecurrentLearner):
+        return algo.episode_policy(deterministic=deterministic)
+    return lambda obs, is_first: algo.act(obs, deterministic=deterministic)
+
+
+def candidates(algo: Algorithm) -> dict[str, Callable[[Tensor], Tensor]]:
+    """Named deterministic policies worth comparing offline: a :class:`CandidateSet`'s, else the one policy."""
+    if isinstance(algo, CandidateSet):
+        return algo.candidates()
+    return {"policy": lambda obs: algo.act(obs, deterministic=True)}
+
+
+def deployed_candidate(algo: Algorithm) -> str:
+    """The key of :func:`candidates` that ``act`` uses."""
+    return algo.deployed_candidate() if isinstance(algo, CandidateSet) else "policy"
+
+
+def preference_policy(algo: Algorithm, preference: Any) -> Callable[[Tensor], Tensor]:
+    """The policy a :class:`PreferenceServer` serves for ``preference``; a one-line error for any other algorithm."""
+    if not isinstance(algo, PreferenceServer):
+        raise ConfigError(f"{algo.name} learns one policy for a scalar reward; a preference needs a multi-objective "
+                          "algorithm (cmorl) on a multi-objective env")
+    return algo.preference_policy(preference)

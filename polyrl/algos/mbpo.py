@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from polyrl.algos.base import Algorithm
-from polyrl.config import ModelRolloutConfig, OffPolicyConfig
+from polyrl.config import ModelRolloutConfig, OffPolicyConfig, rollout_schedule
 from polyrl.families import (
     ModelSACState,
     SACParams,
@@ -47,7 +47,6 @@ from polyrl.families import (
     sac_target_entropy,
     with_dynamics,
 )
-from polyrl.train.model_source import rollout_schedule
 from polyrl.types import TransitionBatch
 
 

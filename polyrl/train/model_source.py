@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from polyrl.algos.base import Algorithm
-from polyrl.config import ModelRolloutConfig
+from polyrl.algos.base import Algorithm, ModelBasedLearner, OnlineModelLearner, require
+from polyrl.config import ModelRolloutConfig, rollout_schedule  # noqa: F401  (rollout_schedule: re-exported)
 from polyrl.data import Dataset, ReplayBuffer
 from polyrl.envs import RunningNorm, VecEnv
 from polyrl.errors import ConfigError
@@ -48,27 +48,16 @@ from polyrl.train.sources import ReplaySource, normalized
 from polyrl.types import TransitionBatch
 
 
-def rollout_schedule(epoch: int, *, min_length: int, max_length: int, min_epoch: int, max_epoch: int) -> int:
-    """MBPO's rollout length: ``min_length`` until ``min_epoch``, linear to ``max_length`` at ``max_epoch``, then flat.
-
-    ``k = clip(min_length + (epoch - a) / (b - a) * (max_length - min_length), min_length, max_length)``, rounded down
-    (Janner et al. 2019, appendix C; ``[a, b, k_min, k_max] = [20, 100, 1, 15]`` for Hopper).
-    """
-    if max_epoch <= min_epoch:
-        return max_length if epoch >= max_epoch else min_length
-    frac = (epoch - min_epoch) / (max_epoch - min_epoch)
-    k = min_length + frac * (max_length - min_length)
-    return int(min(max(k, min(min_length, max_length)), max(min_length, max_length)))
-
-
 class ModelSource:
     """See the module docstring. ``algo`` provides ``rollout_horizon(step) -> k``, ``max_rollout_horizon`` and
     (online) ``model_train_freq``; its state is a :class:`ModelSACState` and its config a :class:`ModelRolloutConfig`."""
 
     def __init__(self, algo: Algorithm, norm: RunningNorm, env: VecEnv | None, seed: int, dataset: Dataset | None = None) -> None:
         cfg: Any = algo.cfg
-        self.algo, self.norm, self.cfg = algo, norm, cfg
+        self.algo, self.norm, self.cfg, self.clock = algo, norm, cfg, algo.clock
         self.online = algo.regime != "offline"
+        require(algo, OnlineModelLearner if self.online else ModelBasedLearner, "model rollouts")
+        self.learner: OnlineModelLearner = algo  # type: ignore[assignment]
         spec = algo.spec
         if self.online:
             assert env is not None
@@ -82,7 +71,7 @@ class ModelSource:
         self.generator = torch.Generator(device=algo.device)
         self.generator.manual_seed(seed + 7919)
         self.fit_generator = torch.Generator().manual_seed(seed + 104_729)  # CPU: holdout split and bootstraps
-        self.round_capacity = cfg.rollout_batch_size * algo.max_rollout_horizon  # type: ignore[attr-defined]
+        self.round_capacity = cfg.rollout_batch_size * self.learner.max_rollout_horizon
         self.model = ReplayBuffer(cfg.model_retain_rounds * self.round_capacity, spec.obs_shape, (spec.action_dim,),
                                   device=algo.device)
         self.window = 0
@@ -97,7 +86,7 @@ class ModelSource:
 
     # -- steps ---------------------------------------------------------------------------------
     def _clock(self) -> int:
-        return self.algo.env_steps if self.online else self.algo.n_updates
+        return self.clock.progress(self.online)
 
     def collect(self, obs: np.ndarray | None) -> tuple[int, np.ndarray | None]:
         n = 0
@@ -106,7 +95,7 @@ class ModelSource:
         now = self._clock()
         if self.online:  # MBPO: first fit once the random warm-up is collected, then every model_train_freq env steps
             due = now >= self.real.sched.updates_start and (  # type: ignore[union-attr]
-                self.last_fit < 0 or now - self.last_fit >= self.algo.model_train_freq)  # type: ignore[attr-defined]
+                self.last_fit < 0 or now - self.last_fit >= self.learner.model_train_freq)
         else:  # MOPO: once, before the first update
             due = not self.state.model_fitted
         if due:
@@ -128,14 +117,14 @@ class ModelSource:
         s.dynamics.train()
         summary = train_dynamics(s.dynamics, s.dynamics_opt, *self._real_data(), generator=self.fit_generator)
         s.model_fitted.fill_(1.0)
-        self.algo.model_metrics.update({f"train/model_{k}": v for k, v in summary.items()})  # type: ignore[attr-defined]
+        self.learner.model_metrics.update({f"train/model_{k}": v for k, v in summary.items()})
         return summary
 
     @torch.no_grad()
     def rollout(self) -> int:
         """One round of ``k``-step policy rollouts in the model from real start states; returns transitions added."""
         algo, cfg, s = self.algo, self.cfg, self.state
-        k = algo.rollout_horizon(self._clock())  # type: ignore[attr-defined]
+        k = self.learner.rollout_horizon(self._clock())
         t, e = self.real_buffer.sample_index(cfg.rollout_batch_size, self.generator)
         obs = self.real_buffer.obs[t, e]
         added, penalty, reward_sum = 0, 0.0, 0.0
@@ -153,7 +142,7 @@ class ModelSource:
             if obs.shape[0] == 0:
                 break
         self.window = min(cfg.model_retain_rounds * cfg.rollout_batch_size * k, len(self.model))
-        algo.model_metrics.update({"train/rollout_length": float(k), "train/model_buffer": float(self.window),  # type: ignore[attr-defined]
+        self.learner.model_metrics.update({"train/rollout_length": float(k), "train/model_buffer": float(self.window),
                                    "train/model_uncertainty": penalty / max(added, 1), "train/model_reward": reward_sum / max(added, 1)})
         return added
 

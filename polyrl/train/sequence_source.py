@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polyrl.algos.base import Algorithm
+from polyrl.algos.base import Algorithm, RecurrentLearner, require
 from polyrl.data import ReplayBuffer
 from polyrl.data.sequence import (
     SequenceBatch,
@@ -51,8 +51,10 @@ class SequenceReplaySource:
     online = True
 
     def __init__(self, algo: Algorithm, norm: RunningNorm, env: VecEnv, seed: int) -> None:
+        require(algo, RecurrentLearner, "windows of sequences (the world-model regime)")
         cfg: Any = algo.cfg
-        self.algo, self.norm, self.env, self.cfg = algo, norm, env, cfg
+        self.algo, self.norm, self.env, self.cfg, self.clock = algo, norm, env, cfg, algo.clock
+        self.learner: RecurrentLearner = algo  # type: ignore[assignment]
         if cfg.reward_smoothing not in SMOOTHING:
             raise ConfigError(f"reward_smoothing must be one of {', '.join(SMOOTHING)}, got {cfg.reward_smoothing!r}")
         self.smoothing = cfg.reward_smoothing
@@ -76,21 +78,21 @@ class SequenceReplaySource:
         self.generator.manual_seed(seed)
 
     def collect(self, obs: np.ndarray) -> tuple[int, np.ndarray]:
-        algo, env = self.algo, self.env
+        algo, env, clock = self.algo, self.env, self.clock
         for _ in range(self.cfg.train_freq):
             self.norm.update(obs)
-            if algo.env_steps < self.cfg.learning_starts:
+            if clock.env_steps < self.cfg.learning_starts:
                 action, self.carry = random_actions(self.rng, algo.spec, env.num_envs), None
             else:
                 x = self.norm(torch.as_tensor(obs, device=algo.device))
-                a, self.carry = algo.act_recurrent(x, torch.as_tensor(self.first, device=algo.device), self.carry)  # type: ignore[attr-defined]
-                action = _check_action(a.cpu().numpy(), algo.env_steps)
+                a, self.carry = self.learner.act_recurrent(x, torch.as_tensor(self.first, device=algo.device), self.carry)
+                action = _check_action(a.cpu().numpy(), clock.env_steps)
             res = env.step(action)
             _check_finite(res, env)
             self._add(obs, action, res.reward, res.next_obs, res.terminated, res.truncated)
             self.first = res.terminated | res.truncated if self.carry is not None else np.ones_like(self.first)
             obs = res.obs
-            algo.env_steps += env.num_envs
+            clock.env_steps += env.num_envs
         return self.cfg.train_freq * env.num_envs, obs
 
     def _add(self, obs: Any, action: Any, reward: np.ndarray, next_obs: Any, terminated: np.ndarray, truncated: np.ndarray) -> None:
@@ -127,7 +129,7 @@ class SequenceReplaySource:
         return replace(b, obs=self.norm(b.obs)) if self.norm.enabled else b
 
     def batches(self) -> Iterator[WorldModelBatch]:
-        if self.algo.env_steps < self.cfg.learning_starts or self.added < self.cfg.seq_len:
+        if self.clock.env_steps < self.cfg.learning_starts or self.added < self.cfg.seq_len:
             return
         for _ in range(self.cfg.gradient_steps):
             yield WorldModelBatch(self._windows(self.cfg.batch_size, self.cfg.seq_len, imagine=False),

@@ -13,17 +13,42 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from polyrl.algos.base import Algorithm
+from polyrl.algos.base import Algorithm, OnPolicyLearner, require
 from polyrl.config import ModelRolloutConfig
 from polyrl.data import Dataset, ReplayBuffer, Rollout, RolloutBuffer
 from polyrl.envs import EnvSpec, RunningNorm, StepResult, VecEnv
 from polyrl.errors import ConfigError, DivergenceError
 from polyrl.types import TransitionBatch
+
+
+class DataSource(Protocol):
+    """What the trainer needs of a data source: one round of collection, then the batches for one round of updates.
+
+    Every source also keeps what an exact resume needs (``state_dict``) and cuts its episodes at a checkpoint.
+    """
+
+    def collect(self, obs: Any) -> tuple[int, Any]:
+        """Step the environment (if any) from ``obs``; return the env steps taken and the next observation."""
+        ...
+
+    def batches(self) -> Iterator[Any]:
+        """The typed batches for the next round of updates (none before learning starts)."""
+        ...
+
+    def on_checkpoint(self) -> None:
+        """The trainer cuts every episode here (checkpoints are episode boundaries)."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        ...
 
 
 def _check_action(action: np.ndarray, step: int) -> np.ndarray:
@@ -52,8 +77,10 @@ class RolloutSource:
     online = True
 
     def __init__(self, algo: Algorithm, norm: RunningNorm, env: VecEnv) -> None:
+        require(algo, OnPolicyLearner, "on-policy rollouts")
         cfg: Any = algo.cfg
-        self.algo, self.norm, self.env = algo, norm, env
+        self.algo, self.norm, self.env, self.clock = algo, norm, env, algo.clock
+        self.learner: OnPolicyLearner = algo  # type: ignore[assignment]
         spec = algo.spec
         discrete = spec.action_kind == "discrete"
         self.buffer = RolloutBuffer(cfg.n_steps, env.num_envs, spec.obs_shape, () if discrete else (spec.action_dim,),
@@ -64,23 +91,23 @@ class RolloutSource:
         return self.norm(torch.as_tensor(obs, device=self.algo.device))
 
     def collect(self, obs: np.ndarray) -> tuple[int, np.ndarray]:
-        algo, env, dev = self.algo, self.env, self.algo.device
+        learner, env, dev = self.learner, self.env, self.algo.device
         for _ in range(self.buffer.n_steps):
             self.norm.update(obs)
             x = self._tensor(obs)
-            action, log_prob, value = algo.policy_step(x)  # type: ignore[attr-defined]
-            res = env.step(_check_action(action.cpu().numpy(), algo.env_steps))
+            action, log_prob, value = learner.policy_step(x)
+            res = env.step(_check_action(action.cpu().numpy(), self.clock.env_steps))
             _check_finite(res, env)
             final_value = torch.zeros_like(value)
             if res.truncated.any():  # V(final obs) of every copy (a member of a population values its own copies)
                 idx = torch.as_tensor(np.flatnonzero(res.truncated), device=dev)
-                final_value[idx] = algo.value(self._tensor(res.next_obs))[idx]  # type: ignore[attr-defined]
+                final_value[idx] = learner.value(self._tensor(res.next_obs))[idx]
             self.buffer.add(x, action, log_prob, value, torch.as_tensor(res.reward, device=dev),
                             torch.as_tensor(res.terminated, dtype=torch.float32, device=dev),
                             torch.as_tensor(res.terminated | res.truncated, dtype=torch.float32, device=dev), final_value)
             obs = res.obs
-            algo.env_steps += env.num_envs
-        self._rollout = self.buffer.finish(algo.value(self._tensor(obs)))  # type: ignore[attr-defined]
+            self.clock.env_steps += env.num_envs
+        self._rollout = self.buffer.finish(learner.value(self._tensor(obs)))
         return self.buffer.n_steps * env.num_envs, obs
 
     def batches(self) -> Iterator[Rollout]:
@@ -140,7 +167,7 @@ class ReplaySource:
     online = True
 
     def __init__(self, algo: Algorithm, norm: RunningNorm, env: VecEnv, seed: int, dataset: Dataset | None = None) -> None:
-        self.algo, self.norm, self.env = algo, norm, env
+        self.algo, self.norm, self.env, self.clock = algo, norm, env, algo.clock
         self.sched = ReplaySchedule.of(algo.cfg, finetune=algo.regime == "offline")
         if self.sched.offline_ratio > 0 and dataset is None:
             raise ConfigError(f"{algo.name} fine-tuning mixes in the offline dataset (online_offline_ratio={self.sched.offline_ratio}); "
@@ -155,18 +182,18 @@ class ReplaySource:
         self.generator.manual_seed(seed)
 
     def collect(self, obs: np.ndarray) -> tuple[int, np.ndarray]:
-        algo, env = self.algo, self.env
+        algo, env, clock = self.algo, self.env, self.clock
         for _ in range(self.sched.train_freq):
             self.norm.update(obs)
-            if algo.env_steps < self.sched.random_steps:
+            if clock.env_steps < self.sched.random_steps:
                 action = random_actions(self.rng, algo.spec, env.num_envs)
             else:
-                action = _check_action(algo.act(self.norm(torch.as_tensor(obs, device=algo.device))).cpu().numpy(), algo.env_steps)
+                action = _check_action(algo.act(self.norm(torch.as_tensor(obs, device=algo.device))).cpu().numpy(), clock.env_steps)
             res = env.step(action)
             _check_finite(res, env)
             self.buffer.add(obs, action, res.reward, res.next_obs, res.terminated, res.truncated)
             obs = res.obs
-            algo.env_steps += env.num_envs
+            clock.env_steps += env.num_envs
         return self.sched.train_freq * env.num_envs, obs
 
     def _sample(self) -> TransitionBatch:
@@ -180,7 +207,7 @@ class ReplaySource:
         return normalized(b, self.norm)
 
     def batches(self) -> Iterator[TransitionBatch]:
-        if self.algo.env_steps < self.sched.updates_start:
+        if self.clock.env_steps < self.sched.updates_start:
             return
         for _ in range(self.sched.gradient_steps):
             yield self._sample()
@@ -232,7 +259,7 @@ class DatasetSource:
 
 
 def make_source(algo: Algorithm, norm: RunningNorm, env: VecEnv | None, seed: int,
-                dataset: Dataset | None = None) -> RolloutSource | ReplaySource | DatasetSource:
+                dataset: Dataset | None = None) -> DataSource:
     """The data source for the algorithm's current regime (an offline algorithm's online phase included)."""
     regime = algo.online_regime if algo.online and algo.regime == "offline" else algo.regime
     from polyrl.train.model_source import ModelSource  # imports this module

@@ -17,23 +17,24 @@ import collections
 import math
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from polyrl.algos.base import Algorithm, OfflineSelection, RoundHook, RunFileWriter
+from polyrl.clock import Clock
 from polyrl.data.scores import reference
 from polyrl.envs import VecEnv
 from polyrl.errors import DivergenceError
+from polyrl.train.evaluate import EvalResult
 from polyrl.train.logger import Logger, to_float
 from polyrl.train.progress import TrainProgress
-from polyrl.train.sources import make_source
-
-if TYPE_CHECKING:
-    from polyrl.agent import Agent
+from polyrl.train.sources import DataSource
 
 
 @dataclass(frozen=True)
@@ -108,20 +109,68 @@ def rng_scope(state: dict[str, Any]) -> Iterator[None]:
         set_rng_state(saved)
 
 
-class Trainer:
-    """Drives ``agent.algo`` in ``agent``'s environment; one instance lives across ``learn`` calls."""
+@dataclass(frozen=True)
+class Evaluator:
+    """How a run evaluates, always in a separate env that never feeds the learner."""
 
-    def __init__(self, agent: Agent, settings: TrainSettings) -> None:
-        self.agent, self.settings = agent, settings
-        self.online = agent.algo.online
+    report: Callable[[int], EvalResult]
+    """``episodes -> EvalResult`` of the deployed policy: the evaluations logged as ``eval/...``."""
+    for_algo: Callable[..., EvalResult]
+    """``(policy, episodes, gamma=1.0) -> EvalResult`` on a seed of their own: evaluations an algorithm asks for while
+    it learns (C-MORL's archive, Uni-O4's selection), apart from the reported ones."""
+    env_id: str
+    """The evaluation env (names the published reference returns of a normalised score)."""
+
+
+@dataclass(frozen=True)
+class Checkpointer:
+    """Where a run's directory and checkpoints are."""
+
+    run_dir: Callable[[], Path]
+    """Creates the run directory (and its ``run.json``) on first use; returns it."""
+    write: Callable[[int, int], Path]
+    """``(step, keep) -> path``: write ``checkpoints/step_<step>`` atomically, point ``LATEST`` at it, keep ``keep``."""
+    latest: Callable[[], Path | None]
+    """The newest checkpoint, if any."""
+
+
+@dataclass
+class RunParts:
+    """Everything a run is made of, composed in one visible place (:func:`polyrl.agent.build_run`)."""
+
+    algo: Algorithm
+    """The learner; its ``clock`` is the run's."""
+    source: DataSource
+    """Where its batches come from (the regime)."""
+    env: VecEnv | None
+    """The training envs (online), stepped by the source; ``None`` offline."""
+    evaluator: Evaluator
+    checkpointer: Checkpointer
+    seed: int
+    """The run seed (env resets after checkpoints, the trainer's RNG stream)."""
+    title: str
+    """What the progress display names the run."""
+
+
+class Trainer:
+    """Drives ``run.algo`` with batches from ``run.source``: one instance lives across ``learn`` calls.
+
+    ``run`` holds the parts (:class:`RunParts`, from :func:`polyrl.agent.build_run`), or is anything that composes
+    them (``run.run_parts()``: an :class:`~polyrl.agent.Agent`). The trainer owns the run's clock while it runs
+    (``clock.budget``), its logger and its RNG stream.
+    """
+
+    def __init__(self, run: Any, settings: TrainSettings) -> None:
+        parts: RunParts = run if isinstance(run, RunParts) else run.run_parts()
+        self.parts = parts
+        self.algo, self.source, self.env = parts.algo, parts.source, parts.env
+        self.evaluator, self.checkpointer, self.settings = parts.evaluator, parts.checkpointer, settings
+        self.clock: Clock = parts.algo.clock
+        self.seed, self.title = parts.seed, parts.title
+        self.online = self.algo.online
         self.phase = "online" if self.online else "offline"
-        self.env: VecEnv | None = None
-        self.obs: np.ndarray | None = None
-        if self.online:
-            self.env = VecEnv(agent.env_id, agent.algo.env_copies(), vectorization=agent.vectorization, env_kwargs=agent.env_kwargs)
-            self.obs = self.env.reset(agent.seed)
-        self.source = make_source(agent.algo, agent.obs_norm, self.env, agent.seed, agent.dataset)
-        self.rng = seeded_rng_state(agent.seed + 1)
+        self.obs: np.ndarray | None = self.env.reset(self.seed) if self.env is not None else None
+        self.rng = seeded_rng_state(self.seed + 1)
         self._running = False
         self.target = 0
         self.elapsed = 0.0  # wall-clock seconds spent in run(), across resumes
@@ -141,7 +190,7 @@ class Trainer:
         self.source.load_state_dict(state["source"])
         if self.env is not None:
             # The checkpoint reset the envs with this seed; doing the same puts them in the identical state.
-            self.obs = self.env.reset(derived_seed(self.agent.seed, self.agent.algo.env_steps))
+            self.obs = self.env.reset(derived_seed(self.seed, self.clock.env_steps))
         if self.env is not None and not np.array_equal(self.obs, np.asarray(state["obs"])):
             warnings.warn(f"{self.env.env_id} does not reproduce its checkpointed reset under the same seed; "
                           "the resumed run continues correctly but not bit-identically", stacklevel=2)
@@ -172,33 +221,33 @@ class Trainer:
                 self._running = False
 
     def _last_good(self) -> str:
-        last = self.agent.latest_checkpoint()
+        last = self.checkpointer.latest()
         return f"the last good checkpoint is {last}" if last else "no checkpoint was written"
 
     def progress(self) -> int:
         """Steps towards the target: env steps online, gradient updates offline."""
-        return self.agent.algo.env_steps if self.online else self.agent.algo.n_updates
+        return self.clock.progress(self.online)
 
     def _since(self) -> float:
         return time.perf_counter() - self._t0 if self._running else 0.0
 
     def _run(self, target: int) -> None:
-        agent, algo, s = self.agent, self.agent.algo, self.settings
+        algo, s = self.algo, self.settings
         self._t0 = time.perf_counter()
         self.target = target
-        algo.total_steps = target
-        run_dir = agent.ensure_run_dir()
-        self.logger = self.logger or Logger(run_dir, tensorboard=s.tensorboard)
+        self.clock.budget = target
+        self.logger = self.logger or Logger(self.checkpointer.run_dir(), tensorboard=s.tensorboard)
         t0, step0 = time.perf_counter(), self.progress()
         unit = "steps" if self.online else "updates"
-        with TrainProgress(f"{algo.name} {agent.env_id}", target, step0, unit=unit, enabled=s.progress) as bar:
+        with TrainProgress(self.title, target, step0, unit=unit, enabled=s.progress) as bar:
             while self.progress() < target:
                 prev = self.progress()
                 _, self.obs = self.source.collect(self.obs)
                 for batch in self.source.batches():
                     self.last_metrics = algo.update(batch)
                 if self.env is not None:
-                    self.last_metrics.update(algo.end_round(self._evaluate_for_algo))
+                    if isinstance(algo, RoundHook):
+                        self.last_metrics.update(algo.end_round(self.evaluator.for_algo))
                     for ret, length in self.env.drain_episodes():
                         self.recent.append(float(np.mean(ret)))  # a vector return counts with equal weights
                         self.recent_length.append(length)
@@ -214,19 +263,13 @@ class Trainer:
         if step0 < target:  # something was trained in this call
             end = self.progress()
             self._log_train(end, (end - step0) / max(time.perf_counter() - t0, 1e-9))
-            if not self.online:  # e.g. Uni-O4 selects the member to deploy
-                # selection episodes use their own seed, apart from the evaluations that report the score
-                chosen = algo.end_offline(lambda policy, n: agent.evaluate_policy(policy, n, seed=agent.seed + 30_000))
+            if not self.online and isinstance(algo, OfflineSelection):  # e.g. Uni-O4 selects the member to deploy
+                chosen = algo.end_offline(self.evaluator.for_algo)  # its own seed, apart from the reported evaluations
                 if chosen:
                     self.logger.log(end, chosen, self.phase)
             self._log_eval(end)
             self.checkpoint()
         self.logger.flush()
-
-    def _evaluate_for_algo(self, policy: Any, episodes: int, gamma: float = 1.0) -> Any:
-        """Evaluations an algorithm asks for while it learns, on their own seed (not the reported evaluations')."""
-        agent = self.agent
-        return agent.evaluate_policy(policy, episodes, seed=agent.seed + 30_000, gamma=gamma)
 
     def _log_train(self, step: int, sps: float) -> None:
         assert self.logger is not None
@@ -240,37 +283,37 @@ class Trainer:
             metrics["train/episode_length"] = float(np.mean(self.recent_length))
         metrics["time/steps_per_s" if self.online else "time/updates_per_s"] = sps
         metrics["time/elapsed_s"] = self.elapsed + self._since()
-        metrics["train/updates"] = self.agent.algo.n_updates
+        metrics["train/updates"] = self.clock.updates
         self.logger.log(step, metrics, self.phase)
 
     def _log_eval(self, step: int) -> None:
         assert self.logger is not None
         if not self.settings.eval_episodes:
             return
-        res = self.agent.evaluate(self.settings.eval_episodes)
+        res = self.evaluator.report(self.settings.eval_episodes)
         self.last_eval = res.mean_return
         row = {"time/elapsed_s": self.elapsed + self._since(), "eval/return": res.mean_return,
                "eval/return_std": res.std_return, "eval/length": float(np.mean(res.lengths))}
         if res.mean_vector is not None:  # per objective, for the policy served with equal weights
             row.update({f"eval/return_{j}": float(v) for j, v in enumerate(res.mean_vector)})
-        ref = reference(self.agent.env_id)
+        ref = reference(self.evaluator.env_id)
         if ref is not None:  # D4RL-normalised score for the tasks that have published references
             row["eval/normalized_score"] = ref.score(res.mean_return)
         self.logger.log(step, row, self.phase)
 
     def checkpoint(self) -> None:
         """Write a checkpoint under ``run_dir/checkpoints``, then cut the episodes (see module docstring)."""
-        agent = self.agent
-        for name, w in agent.algo.weights().items():
+        for name, w in self.algo.weights().items():
             if w.is_floating_point() and not torch.isfinite(w).all():
                 raise DivergenceError(f"{name} has non-finite weights at step {self.progress()}; not saving it")
         self.source.on_checkpoint()
         step = self.progress()
         if self.env is not None:
-            self.obs = self.env.reset(derived_seed(agent.seed, step))
+            self.obs = self.env.reset(derived_seed(self.seed, step))
             self.env.drain_episodes()
-        agent.write_run_checkpoint(step, keep=self.settings.keep_checkpoints)
-        agent.algo.write_run_files(agent.ensure_run_dir())
+        self.checkpointer.write(step, self.settings.keep_checkpoints)
+        if isinstance(self.algo, RunFileWriter):
+            self.algo.write_run_files(self.checkpointer.run_dir())
 
     def close(self) -> None:
         if self.env is not None:
