@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -110,6 +111,22 @@ def td3_actor_step(s: TD3State, actor_loss: Tensor, *, tau: float) -> None:
     step(s.actor_opt, actor_loss)
     polyak_update(s.critic_target.parameters(), s.critic.parameters(), tau=tau)
     polyak_update(s.actor_target.parameters(), s.actor.parameters(), tau=tau)
+
+
+def td3_update(algo: Any, batch: TransitionBatch, actor_objective: Callable[[TransitionBatch], tuple[Tensor, dict[str, Any]]]
+               ) -> dict[str, Any]:
+    """The TD3 family's update (Fujimoto et al. 2018, Algorithm 1): a critic step every call; every ``policy_delay``
+    calls, an actor step on ``actor_objective(batch) -> (loss, extra metrics)`` (the member's own objective) and
+    the target updates. ``algo`` has a :class:`TD3Params` config, a :class:`TD3State` and the clock's ``n_updates``."""
+    c, s = algo.cfg, algo.state
+    critic_loss, q = td3_critic_step(s, batch, target_noise=c.target_noise, noise_clip=c.noise_clip)
+    algo.n_updates += 1
+    metrics: dict[str, Any] = {"loss/critic": critic_loss, "train/q": q.mean()}
+    if algo.n_updates % c.policy_delay == 0:
+        actor_loss, extra = actor_objective(batch)
+        td3_actor_step(s, actor_loss, tau=c.tau)
+        metrics |= {"loss/actor": actor_loss.detach(), **extra}
+    return metrics
 
 
 @dataclass(frozen=True)

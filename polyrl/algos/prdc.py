@@ -38,8 +38,7 @@ from polyrl.families import (
     behaviour_weight,
     build_td3_state,
     explore,
-    td3_actor_step,
-    td3_critic_step,
+    td3_update,
 )
 from polyrl.nets.mlp import frozen
 from polyrl.types import TransitionBatch
@@ -88,26 +87,23 @@ class PRDC(Algorithm):
         return explore(self.state.actor, obs, noise=self.cfg.exploration_noise, deterministic=deterministic)
 
     def update(self, batch: TransitionBatch) -> dict[str, float | Tensor]:
-        c, s = self.cfg, self.state
         start = time.perf_counter()
-        critic_loss, q = td3_critic_step(s, batch, target_noise=c.target_noise, noise_clip=c.noise_clip)
-        self.n_updates += 1
-        metrics: dict[str, float | Tensor] = {"loss/critic": critic_loss, "train/q": q.mean()}
-
-        if self.n_updates % c.policy_delay == 0:
-            pi = s.actor(batch.obs)
-            t0 = time.perf_counter()
-            a_hat = self.nearest_actions(batch.obs, pi)
-            self.search_time += time.perf_counter() - t0
-            with frozen(s.critic):
-                q_pi = s.critic(batch.obs, pi, members=slice(0, 1))
-            lam = c.alpha / q_pi.abs().mean().detach()
-            constraint = (pi - a_hat).pow(2).mean()
-            weight = behaviour_weight(self)
-            actor_loss = -lam * q_pi.mean() + weight * constraint
-            td3_actor_step(s, actor_loss, tau=c.tau)
-            metrics |= {"loss/actor": actor_loss.detach(), "loss/constraint": constraint.detach(), "train/lambda": lam,
-                        "train/bc_weight": weight}
+        metrics = td3_update(self, batch, self.actor_objective)
         self.update_time += time.perf_counter() - start
         metrics["time/search_share"] = self.search_time / max(self.update_time, 1e-9)
         return metrics
+
+    def actor_objective(self, batch: TransitionBatch) -> tuple[Tensor, dict[str, float | Tensor]]:
+        """``L_pi = -lambda E[Q_1(s, pi(s))] + w E[(pi(s) - a_hat)^2]`` with ``a_hat`` the nearest dataset action."""
+        s = self.state
+        pi = s.actor(batch.obs)
+        t0 = time.perf_counter()
+        a_hat = self.nearest_actions(batch.obs, pi)
+        self.search_time += time.perf_counter() - t0
+        with frozen(s.critic):
+            q_pi = s.critic(batch.obs, pi, members=slice(0, 1))
+        lam = self.cfg.alpha / q_pi.abs().mean().detach()
+        constraint = (pi - a_hat).pow(2).mean()
+        weight = behaviour_weight(self)
+        return -lam * q_pi.mean() + weight * constraint, {"loss/constraint": constraint.detach(), "train/lambda": lam,
+                                                          "train/bc_weight": weight}

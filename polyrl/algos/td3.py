@@ -21,7 +21,7 @@ from torch import Tensor
 
 from polyrl.algos.base import Algorithm
 from polyrl.config import OffPolicyConfig
-from polyrl.families import TD3Params, TD3State, build_td3_state, explore, td3_actor_step, td3_critic_step
+from polyrl.families import TD3Params, TD3State, build_td3_state, explore, td3_update
 from polyrl.nets.mlp import frozen
 from polyrl.types import TransitionBatch
 
@@ -49,14 +49,10 @@ class TD3(Algorithm):
         return explore(self.state.actor, obs, noise=self.cfg.exploration_noise, deterministic=deterministic)
 
     def update(self, batch: TransitionBatch) -> dict[str, float | Tensor]:
-        c, s = self.cfg, self.state
-        critic_loss, q = td3_critic_step(s, batch, target_noise=c.target_noise, noise_clip=c.noise_clip)
-        self.n_updates += 1
-        metrics: dict[str, float | Tensor] = {"loss/critic": critic_loss, "train/q": q.mean()}
+        return td3_update(self, batch, self.actor_objective)
 
-        if self.n_updates % c.policy_delay == 0:
-            with frozen(s.critic):
-                actor_loss = -s.critic(batch.obs, s.actor(batch.obs), members=slice(0, 1)).mean()  # Q_1 only
-            td3_actor_step(s, actor_loss, tau=c.tau)
-            metrics["loss/actor"] = actor_loss.detach()
-        return metrics
+    def actor_objective(self, batch: TransitionBatch) -> tuple[Tensor, dict[str, float | Tensor]]:
+        """``L_pi = -E[Q_1(s, pi(s))]``, every ``policy_delay`` critic updates."""
+        s = self.state
+        with frozen(s.critic):
+            return -s.critic(batch.obs, s.actor(batch.obs), members=slice(0, 1)).mean(), {}  # Q_1 only

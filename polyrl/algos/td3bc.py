@@ -33,8 +33,7 @@ from polyrl.families import (
     behaviour_weight,
     build_td3_state,
     explore,
-    td3_actor_step,
-    td3_critic_step,
+    td3_update,
 )
 from polyrl.nets.mlp import frozen
 from polyrl.types import TransitionBatch
@@ -66,19 +65,15 @@ class TD3BC(Algorithm):
         return explore(self.state.actor, obs, noise=self.cfg.exploration_noise, deterministic=deterministic)
 
     def update(self, batch: TransitionBatch) -> dict[str, float | Tensor]:
-        c, s = self.cfg, self.state
-        critic_loss, q = td3_critic_step(s, batch, target_noise=c.target_noise, noise_clip=c.noise_clip)
-        self.n_updates += 1
-        metrics: dict[str, float | Tensor] = {"loss/critic": critic_loss, "train/q": q.mean()}
+        return td3_update(self, batch, self.actor_objective)
 
-        if self.n_updates % c.policy_delay == 0:
-            pi = s.actor(batch.obs)
-            with frozen(s.critic):
-                q_pi = s.critic(batch.obs, pi, members=slice(0, 1))
-            lam = c.alpha / q_pi.abs().mean().detach()
-            bc = (pi - batch.action).pow(2).mean()
-            weight = behaviour_weight(self)
-            actor_loss = -lam * q_pi.mean() + weight * bc
-            td3_actor_step(s, actor_loss, tau=c.tau)
-            metrics |= {"loss/actor": actor_loss.detach(), "loss/bc": bc.detach(), "train/lambda": lam, "train/bc_weight": weight}
-        return metrics
+    def actor_objective(self, batch: TransitionBatch) -> tuple[Tensor, dict[str, float | Tensor]]:
+        """``L_pi = -lambda E[Q_1(s, pi(s))] + w E[(pi(s) - a)^2]``, ``lambda = alpha / mean |Q_1|`` (detached)."""
+        s = self.state
+        pi = s.actor(batch.obs)
+        with frozen(s.critic):
+            q_pi = s.critic(batch.obs, pi, members=slice(0, 1))
+        lam = self.cfg.alpha / q_pi.abs().mean().detach()
+        bc = (pi - batch.action).pow(2).mean()
+        weight = behaviour_weight(self)
+        return -lam * q_pi.mean() + weight * bc, {"loss/bc": bc.detach(), "train/lambda": lam, "train/bc_weight": weight}
