@@ -79,6 +79,7 @@ from torch import Tensor, nn
 
 from polyrl.algos.base import AlgoConfig, Algorithm, adam
 from polyrl.data.rollout import Rollout
+from polyrl.envs.normalize import merge_moments
 from polyrl.errors import ConfigError, UnsupportedSpaceError
 from polyrl.losses import log_barrier, ppo_clip_loss, value_loss
 from polyrl.morl.archive import ParetoArchive
@@ -270,14 +271,11 @@ class CMORL(Algorithm):
 
     @torch.no_grad()
     def _update_obs_stats(self, obs: Tensor) -> None:
-        """Merge each member's ``[P, n, O]`` rollout observations into its statistics (Chan et al.'s parallel Welford)."""
+        """Merge each member's ``[P, n, O]`` rollout observations into its statistics (Chan et al.'s parallel formula, :func:`~polyrl.envs.normalize.merge_moments`)."""
         s = self.state
         n, mean, m2 = s.obs_stats.unbind(1)
         b_n = float(obs.shape[1])
-        b_mean, b_m2 = obs.mean(1), obs.var(1, unbiased=False) * b_n
-        tot = n + b_n
-        delta = b_mean - mean
-        s.obs_stats.copy_(torch.stack([tot, mean + delta * b_n / tot, m2 + b_m2 + delta.pow(2) * n * b_n / tot], dim=1))
+        s.obs_stats.copy_(torch.stack(merge_moments(n, mean, m2, b_n, obs.mean(1), obs.var(1, unbiased=False) * b_n), dim=1))
 
     def _dist(self, mean: Tensor, log_std: Tensor) -> Categorical | Gaussian:
         return Categorical(mean) if self.discrete else Gaussian(mean, log_std.unsqueeze(-2))
@@ -352,10 +350,8 @@ class CMORL(Algorithm):
             s.return_acc.mul_(1.0 - rollout.done[t].unsqueeze(-1))
         batch = torch.cat(returns)
         n, mean, m2 = s.return_stats
-        b_n, b_mean, b_var = float(batch.shape[0]), batch.mean(0), batch.var(0, unbiased=False)
-        tot = n + b_n
-        delta = b_mean - mean
-        s.return_stats.copy_(torch.stack([tot, mean + delta * b_n / tot, m2 + b_var * b_n + delta.pow(2) * n * b_n / tot]))
+        b_n = float(batch.shape[0])
+        s.return_stats.copy_(torch.stack(merge_moments(n, mean, m2, b_n, batch.mean(0), batch.var(0, unbiased=False) * b_n)))
         return (s.return_stats[2] / s.return_stats[0]).sqrt().clamp(min=1e-4)
 
     def update(self, batch: Rollout) -> dict[str, float | Tensor]:

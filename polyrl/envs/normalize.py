@@ -7,6 +7,20 @@ import torch
 from torch import Tensor, nn
 
 
+def merge_moments(count: Tensor, mean: Tensor, m2: Tensor, batch_count: float, batch_mean: Tensor, batch_m2: Tensor
+                  ) -> tuple[Tensor, Tensor, Tensor]:
+    """Merge a batch's ``(count, mean, M2)`` into running ones (Chan, Golub & LeVeque 1979, the parallel formula).
+
+    ``M2`` is the sum of squared deviations (``var * count``); all tensors broadcast, so one call merges the
+    statistics of many streams at once (e.g. ``[P, O]``: one per policy of a population). Returns the new
+    ``(count, mean, M2)``: ``n = n_a + n_b``, ``mean = mean_a + delta n_b / n``,
+    ``M2 = M2_a + M2_b + delta^2 n_a n_b / n`` with ``delta = mean_b - mean_a``.
+    """
+    total = count + batch_count
+    delta = batch_mean - mean
+    return total, mean + delta * batch_count / total, m2 + batch_m2 + delta.pow(2) * count * batch_count / total
+
+
 class RunningNorm(nn.Module):
     """``(x - mean) / sqrt(var + eps)``, clipped, with statistics updated from data.
 
