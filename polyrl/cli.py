@@ -39,13 +39,8 @@ def _train_parser(algo_name: str | None) -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     run.add_argument("--run-dir", default=None, help="run directory (default runs/<algo>-<env>-s<seed>-<time>)")
     run.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    run.add_argument("--eval-every", type=int, default=10_000, help="env steps (offline: updates) between evaluations; 0: at the end only (default 10000)")
-    run.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation (default 10)")
-    run.add_argument("--checkpoint-every", type=int, default=0, help="env steps (offline: updates) between checkpoints; 0: at the end only (default 0)")
-    run.add_argument("--keep-checkpoints", type=int, default=2, help="checkpoints kept in the run directory, the newest ones (0: all; default 2)")
+    add_settings_options(run)
     run.add_argument("--async-envs", action="store_true", help="step the training envs in subprocesses")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files")
     run.add_argument("--online-steps", type=int, default=0,
                      help="offline algorithms that continue online: env steps of fine-tuning after the offline --steps (default 0)")
     run.add_argument("--resume", metavar="RUN_DIR", default=None,
@@ -69,6 +64,31 @@ def _train_parser(algo_name: str | None) -> argparse.ArgumentParser:
     return p
 
 
+def add_settings_options(group: Any) -> None:
+    """One option per :class:`~polyrl.train.TrainSettings` field, with its docstring and default (said once, there):
+    ``--eval-every N`` for an int, ``--no-progress`` for a setting that is on by default."""
+    from polyrl.config import field_docs
+    from polyrl.train import TrainSettings
+
+    docs, hints = field_docs(TrainSettings), get_type_hints(TrainSettings)
+    for f in dataclasses.fields(TrainSettings):
+        flag, text = f.name.replace("_", "-"), docs.get(f.name, "").replace("%", "%%")
+        if hints[f.name] is bool:
+            group.add_argument(f"--no-{flag}", dest=f"set__{f.name}", action="store_const", const=False, default=f.default,
+                               help=f"turn off: {text}" if f.default else text)
+        else:
+            group.add_argument(f"--{flag}", dest=f"set__{f.name}", type=hints[f.name], default=f.default, metavar="N",
+                               help=f"{text} (default {f.default})")
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~polyrl.train.TrainSettings` the ``--<setting>`` options give (progress only on a terminal)."""
+    from polyrl.train import TrainSettings
+
+    values = {k[5:]: v for k, v in vars(args).items() if k.startswith("set__")}
+    return TrainSettings(**values | {"progress": values["progress"] and sys.stderr.isatty()})
+
+
 def _unknown_option_error(algo_name: str, leftovers: list[str], parser: argparse.ArgumentParser) -> ConfigError:
     bad = next((x for x in leftovers if x.startswith("-")), leftovers[0]).split("=")[0]
     options = [o for a in parser._actions for o in a.option_strings]
@@ -80,7 +100,6 @@ def _unknown_option_error(algo_name: str, leftovers: list[str], parser: argparse
 
 def cmd_train(argv: Sequence[str]) -> int:
     from polyrl.agent import Agent
-    from polyrl.train import TrainSettings
 
     algo_name = argv[0] if argv and not argv[0].startswith("-") else None
     if algo_name is None and "--resume" not in argv:
@@ -92,8 +111,7 @@ def cmd_train(argv: Sequence[str]) -> int:
     if leftovers:
         raise _unknown_option_error(algo_name or "train", leftovers, parser)
     config = {k[5:]: v for k, v in vars(args).items() if k.startswith("cfg__") and v is not None}
-    settings = TrainSettings(eval_every=args.eval_every, eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
-                             keep_checkpoints=args.keep_checkpoints, progress=not args.no_progress and sys.stderr.isatty(), tensorboard=not args.no_tensorboard)
+    settings = settings_from_args(args)
     if args.resume:
         if config:
             raise ConfigError(f"a resumed run keeps its config; drop {', '.join('--' + k.replace('_', '-') for k in config)}")

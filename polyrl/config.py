@@ -34,23 +34,7 @@ class AlgoConfig:
     @classmethod
     def field_docs(cls) -> dict[str, str]:
         """Field name -> its one-line docstring, read from the class source."""
-        import ast
-        import inspect
-
-        docs: dict[str, str] = {}
-        for klass in reversed(cls.__mro__):
-            if not dataclasses.is_dataclass(klass):
-                continue
-            try:
-                tree = ast.parse(inspect.getsource(klass).lstrip())
-            except (OSError, TypeError, SyntaxError):
-                continue
-            body = tree.body[0].body  # type: ignore[attr-defined]
-            for node, nxt in zip(body, body[1:]):
-                if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                        and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)):
-                    docs[node.target.id] = str(nxt.value.value).strip()
-        return docs
+        return field_docs(cls)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AlgoConfig:
@@ -70,6 +54,27 @@ class AlgoConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name -> the docstring under it, for any dataclass (its bases included), read from the class source."""
+    import ast
+    import inspect
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(inspect.getsource(klass).lstrip())
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)):
+                docs[node.target.id] = str(nxt.value.value).strip()
+    return docs
 
 
 def coerce(value: Any, typ: Any, name: str) -> Any:
