@@ -18,6 +18,7 @@ from typing import Any, get_type_hints
 
 from polyrl import algos
 from polyrl._version import __version__
+from polyrl.config import _is_section
 from polyrl.errors import ConfigError, PolyrlError
 
 TRAIN_USAGE = "polyrl train ALGO [ENV] [--env ID] [--dataset PATH] [--steps N] [--seed S] [--run-dir DIR] [--<config-field> V ...]"
@@ -48,19 +49,27 @@ def _train_parser(algo_name: str | None) -> argparse.ArgumentParser:
     if algo_name is not None:
         cls = algos.get(algo_name)
         group = p.add_argument_group(f"{cls.name} config (from {cls.Config.__name__})")
-        docs = cls.Config.field_docs()
+        # one option per field, sections flattened (replay.batch_size: --replay-batch-size), and the short names
+        # earlier releases used (--batch-size) where the config keeps them (Section.SHORT)
+        taken = {o for a in p._actions for o in a.option_strings}
+        short = {flat: name for name, flat in cls.Config.aliases().items()}
         hints = get_type_hints(cls.Config)
-        for f in dataclasses.fields(cls.Config):
-            flag = "--" + f.name.replace("_", "-")
-            names = [flag] if "_" not in f.name else [flag, "--" + f.name]
+        for f in dataclasses.fields(cls.Config):  # a whole section in one option: --replay batch_size=64,learning_starts=0
+            if _is_section(hints[f.name]):
+                group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"sec__{f.name}", default=None, metavar="FIELD=V,...",
+                                   help=f"{cls.Config.field_docs().get(f.name, '')} Sets fields of the section at once "
+                                   f"(the --{f.name}-* options one by one)".replace("%", "%%"))
+        for f in cls.Config.flat_fields():
+            spellings = [f.name] + ([short[f.name]] if f.name in short else [])
+            names = [o for n in spellings for o in dict.fromkeys(("--" + n.replace("_", "-"), "--" + n)) if o not in taken]
             default = f.default
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
             # argparse %-formats help strings: a literal % in a docstring ("5% real") must be doubled
-            help_text = f"{docs.get(f.name, '')} [{_type_name(hints[f.name])}, default {shown}]".replace("%", "%%")
-            if hints[f.name] is bool:
+            help_text = f"{f.doc} [{_type_name(f.type)}, default {shown}]".replace("%", "%%")
+            if f.type is bool:
                 group.add_argument(*names, dest=f"cfg__{f.name}", action=argparse.BooleanOptionalAction, default=None, help=help_text)
             else:
-                group.add_argument(*names, dest=f"cfg__{f.name}", default=None, metavar="V", help=help_text)
+                group.add_argument(*names, dest=f"cfg__{f.name}", default=None, metavar="V", help=help_text, action=_AsSpelled)
     return p
 
 
@@ -89,6 +98,32 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     return TrainSettings(**values | {"progress": values["progress"] and sys.stderr.isatty()})
 
 
+def section_values(text: str) -> dict[str, str]:
+    """``"batch_size=64,hidden=32,32"`` -> ``{"batch_size": "64", "hidden": "32,32"}`` (a token without ``=`` continues
+    the previous value, so tuples need no quoting); the config coerces the strings."""
+    out: dict[str, str] = {}
+    last = None
+    for token in (t.strip() for t in text.split(",") if t.strip()):
+        key, sep, value = token.partition("=")
+        if sep:
+            last = key.strip().replace("-", "_")
+            out[last] = value.strip()
+        elif last is not None:
+            out[last] += "," + token
+        else:
+            raise ConfigError(f"expected FIELD=VALUE[,FIELD=VALUE...], got {text!r}")
+    return out
+
+
+class _AsSpelled(argparse.Action):
+    """Store a config option's value under the name the user spelled it (``--n-steps`` -> ``n_steps``), so an error
+    about its value names the option that was given."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, ((option_string or "").lstrip("-").replace("-", "_"), values))
+
+
 def _unknown_option_error(algo_name: str, leftovers: list[str], parser: argparse.ArgumentParser) -> ConfigError:
     bad = next((x for x in leftovers if x.startswith("-")), leftovers[0]).split("=")[0]
     options = [o for a in parser._actions for o in a.option_strings]
@@ -110,7 +145,8 @@ def cmd_train(argv: Sequence[str]) -> int:
     args, leftovers = parser.parse_known_args(list(argv[1:] if algo_name else argv))
     if leftovers:
         raise _unknown_option_error(algo_name or "train", leftovers, parser)
-    config = {k[5:]: v for k, v in vars(args).items() if k.startswith("cfg__") and v is not None}
+    config = dict(v if isinstance(v, tuple) else (k[5:], v) for k, v in vars(args).items() if k.startswith("cfg__") and v is not None)
+    config |= {k[5:]: section_values(v) for k, v in vars(args).items() if k.startswith("sec__") and v is not None}
     settings = settings_from_args(args)
     if args.resume:
         if config:
@@ -404,8 +440,9 @@ def cmd_pipeline(argv: Sequence[str]) -> int:
         algo_config[key.strip().replace("-", "_")] = value
     cfg = config_from_args(vars(args) | {"algo_config": algo_config})
     if algo_config:  # validate and type the fields now, not after the dataset stage
-        typed = algos.get(cfg.algo).Config.from_dict(algo_config).to_dict()
-        cfg = PipelineConfig(**(cfg.to_dict() | {"algo_config": {k: typed[k] for k in algo_config}}))
+        config_cls = algos.get(cfg.algo).Config
+        typed = config_cls.from_dict(algo_config).to_dict()
+        cfg = PipelineConfig(**(cfg.to_dict() | {"algo_config": {k: typed[config_cls.resolve(k)] for k in algo_config}}))
     run_dir = Path(args.run_dir or f"runs/pipeline-{cfg.algo}-{cfg.env.replace('/', '_')}-s{cfg.seed}")
     state = Pipeline(cfg, run_dir, progress=not args.no_progress).run()
     print(f"run directory: {run_dir}\nreport: {state['stages']['report']['path']}")

@@ -80,10 +80,10 @@ def _declared_in(cls: type, name: str) -> type:
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """Field name -> one-line docstring, with the parser every ``Config`` uses (``AlgoConfig.field_docs``)."""
-    from polyrl.algos.base import AlgoConfig
+    """Field name -> one-line docstring, with the parser every config uses (``polyrl.config.field_docs``)."""
+    from polyrl.config import field_docs as docs
 
-    return AlgoConfig.field_docs.__func__(cls)  # type: ignore[attr-defined]
+    return docs(cls)
 
 
 def fields_table(cls: type, *, flags: bool = True) -> str:
@@ -114,13 +114,33 @@ def _algo(name: str) -> type:
 
 
 def config_table(name: str) -> str:
-    """Every ``Config`` field of algorithm ``name``; the CLI flags are the ones ``polyrl train`` generates."""
+    """Every ``Config`` field of algorithm ``name``, sections flattened; the CLI flags are the ones ``polyrl train`` generates."""
     cls = _algo(name)
-    note = (f"All {len(dataclasses.fields(cls.Config))} fields of `{cls.Config.__module__}.{cls.Config.__name__}`, "
-            f"generated from the dataclass at build time. Set them as keyword arguments "
-            f"(`polyrl.make(\"{name}\", ..., field=value)`) or on the command line "
-            f"(`polyrl train {name} ... --field-name value`; tuples as `256,256`).")
-    return note + "\n\n" + fields_table(cls.Config)
+    flat = cls.Config.flat_fields()
+    short = {f: s for s, f in cls.Config.aliases().items()}
+    note = (f"All {len(flat)} fields of `{cls.Config.__module__}.{cls.Config.__name__}`, its sections flattened "
+            f"(`replay.batch_size` is `replay_batch_size`), generated from the dataclasses at build time. Set them as "
+            f"keyword arguments (`polyrl.make(\"{name}\", ..., field=value)`) or on the command line "
+            f"(`polyrl train {name} ... --field-name value`; tuples as `256,256`); a field listed with a short name "
+            f"also takes that name, as in earlier releases.")
+    rows = ["| Field | Type | Default | Meaning |", "| --- | --- | --- | --- |"]
+    docs = cls.Config.field_docs()
+    for section in dataclasses.fields(cls.Config):  # each section as a whole (its fields follow, flattened)
+        if any(f.path[0] == section.name and len(f.path) > 1 for f in flat):
+            kind = getattr(section.type, "__name__", str(section.type))
+            rows.append(f"| `{section.name}`<br>`--{section.name.replace('_', '-')}` | `{kind}` | {_cell(f'`{section.default!r}`')} | "
+                        f"{_cell(docs.get(section.name, ''))} Sets the section's fields at once "
+                        f"(`--{section.name.replace('_', '-')} FIELD=V,...`); they are listed below as `{section.name}_*`. |")
+    for f in flat:
+        if not f.doc:
+            raise DocsError(f"{cls.Config.__name__}.{f.name} has no docstring")
+        typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        typ = " ".join(str(typ).replace("typing.", "").split())
+        names = [f.name] + ([short[f.name]] if f.name in short else [])
+        flag = "<br>".join(f"`--{n.replace('_', '-')}`" for n in names)
+        origin = "" if f.owner is cls.Config else f"<br><small>from `{f.owner.__name__}`</small>"
+        rows.append(f"| `{f.name}`<br>{flag} | `{typ}` | {_cell(f'`{f.default!r}`')} | {_cell(f.doc)}{origin} |")
+    return note + "\n\n" + "\n".join(rows)
 
 
 def class_fields(path: str) -> str:

@@ -78,6 +78,7 @@ import torch
 from torch import Tensor, nn
 
 from polyrl.algos.base import AlgoConfig, Algorithm, adam
+from polyrl.config import RolloutConfig
 from polyrl.data.rollout import Rollout
 from polyrl.envs.normalize import merge_moments
 from polyrl.errors import ConfigError, UnsupportedSpaceError
@@ -104,8 +105,8 @@ class CMORLConfig(AlgoConfig):
     """Share of the ``learn`` budget (env steps) spent in stage 1; the rest extends the archive (stage 2)."""
     learning_rate: float = 3e-4
     """Adam step size (decays linearly to 0 over stage 1; constant in stage 2)."""
-    n_steps: int = 512
-    """Steps collected per env copy per rollout."""
+    rollout: RolloutConfig = RolloutConfig(n_steps=512)
+    """The rollout each member collects per iteration (``n_steps`` per env copy)."""
     n_minibatches: int = 32
     """Minibatches per epoch, per member."""
     n_epochs: int = 10
@@ -221,8 +222,8 @@ class CMORL(Algorithm):
             raise ConfigError(f"population and archive_size must be >= 1, got {p} and {c.archive_size}")
         if c.ref_point and len(c.ref_point) != k:
             raise ConfigError(f"ref_point has {len(c.ref_point)} values but {spec.env_id} has {k} objectives")
-        if (c.n_steps * c.n_envs) % c.n_minibatches:
-            raise ConfigError(f"n_steps * n_envs = {c.n_steps * c.n_envs} must be divisible by n_minibatches = {c.n_minibatches}")
+        if (c.rollout.n_steps * c.n_envs) % c.n_minibatches:
+            raise ConfigError(f"n_steps * n_envs = {c.rollout.n_steps * c.n_envs} must be divisible by n_minibatches = {c.n_minibatches}")
         self.discrete = spec.action_kind == "discrete"
         a = spec.action_dim
 

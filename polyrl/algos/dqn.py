@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from polyrl.algos.base import Algorithm, adam
-from polyrl.config import OffPolicyConfig
+from polyrl.config import OffPolicyConfig, ReplayConfig
 from polyrl.losses import double_q_target, polyak_update, td_target
 from polyrl.nets.heads import DiscreteQ
 from polyrl.types import TransitionBatch
@@ -35,12 +35,8 @@ from polyrl.types import TransitionBatch
 class DQNConfig(OffPolicyConfig):
     learning_rate: float = 1e-4
     """Adam step size."""
-    batch_size: int = 32
-    """Transitions per gradient update."""
-    learning_starts: int = 1000
-    """Env steps of uniformly random actions before learning starts."""
-    train_freq: int = 4
-    """Env steps (per env) between rounds of updates."""
+    replay: ReplayConfig = ReplayConfig(batch_size=32, learning_starts=1000, train_freq=4)
+    """The replay buffer and how batches are drawn from it (SB3's DQN defaults: batches of 32 every 4 steps)."""
     target_update_interval: int = 1000
     """Gradient updates between target-network updates."""
     tau: float = 1.0

@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 import polyrl.envs.pixels  # noqa: F401  (registers the pixel tasks, so checkpoints on them load)
 from polyrl.algos.base import AlgoConfig, Algorithm, adam
+from polyrl.config import SequenceReplayConfig
 from polyrl.data.sequence import SequenceBatch, WorldModelBatch
 from polyrl.errors import ConfigError
 from polyrl.losses import polyak_update
@@ -83,18 +84,6 @@ class DreamerConfig(AlgoConfig):
     """Hidden widths of encoder/decoder MLPs, heads, actor and critic."""
     cnn_depth: int = 16
     """Channels of the first CNN layer for pixel observations (doubled per layer)."""
-    buffer_size: int = 100_000
-    """Replay capacity in transitions."""
-    batch_size: int = 16
-    """Windows per world-model update."""
-    seq_len: int = 64
-    """Steps per window (also the transformer's attention window)."""
-    learning_starts: int = 1000
-    """Env steps of uniformly random actions before learning starts."""
-    train_freq: int = 4
-    """Env steps (per env) between updates."""
-    gradient_steps: int = 1
-    """Updates (world model + actor-critic) per round."""
     model_lr: float = 1e-4
     """World-model learning rate."""
     actor_lr: float = 3e-5
@@ -113,10 +102,6 @@ class DreamerConfig(AlgoConfig):
     """Weight of the representation KL (trains the encoder)."""
     bins: int = 255
     """Two-hot bins over symlog [-20, 20] for reward and critic."""
-    imag_batch: int = 64
-    """Imagined rollouts per update."""
-    imag_context: int = 8
-    """Replayed steps that set the sequence state before imagining."""
     imag_horizon: int = 16
     """Imagined steps per rollout."""
     lam: float = 0.95
@@ -127,12 +112,8 @@ class DreamerConfig(AlgoConfig):
     """Decay of the slow critic that bootstraps the returns."""
     return_norm_decay: float = 0.99
     """Decay of the EMA of the return percentile range."""
-    reward_smoothing: str = "none"
-    """DreamSmooth kernel for the reward targets: none, gaussian, uniform or ema."""
-    smoothing_amount: float | None = None
-    """Gaussian sigma, uniform window or EMA alpha (None: the authors' 3, 9, 0.33)."""
-    sampling: str = "uniform"
-    """Window sampling: uniform, or dfs (Drama's frequency-based sampling)."""
+    sequence: SequenceReplayConfig = SequenceReplayConfig()
+    """The replay buffer the env fills and the windows drawn from it (world-model and imagination batches)."""
 
 
 @dataclass
@@ -198,10 +179,10 @@ class Dreamer(Algorithm):
         c, d = self.cfg, self.spec
         if c.backbone not in KINDS:
             raise ConfigError(f"backbone must be one of {', '.join(KINDS)}, got {c.backbone!r}")
-        if c.sampling not in ("uniform", "dfs"):
-            raise ConfigError(f"sampling must be 'uniform' or 'dfs', got {c.sampling!r}")
-        if c.imag_context < 1 or c.imag_context > c.seq_len:
-            raise ConfigError(f"imag_context must lie in [1, seq_len={c.seq_len}], got {c.imag_context}")
+        if c.sequence.sampling not in ("uniform", "dfs"):
+            raise ConfigError(f"sampling must be 'uniform' or 'dfs', got {c.sequence.sampling!r}")
+        if c.sequence.imag_context < 1 or c.sequence.imag_context > c.sequence.seq_len:
+            raise ConfigError(f"imag_context must lie in [1, seq_len={c.sequence.seq_len}], got {c.sequence.imag_context}")
         if len(d.obs_shape) not in (1, 3):
             raise ConfigError(f"dreamer takes vector observations or [H, W, C] images, got shape {d.obs_shape}")
         if len(d.obs_shape) == 3 and c.normalize_obs:
@@ -213,7 +194,7 @@ class Dreamer(Algorithm):
         encoder = Encoder(d.obs_shape, self.z_dim, c.hidden, c.cnn_depth)
         decoder = Decoder(d.obs_shape, self.z_dim, c.hidden, c.cnn_depth)
         seq = make_sequence_model(c.backbone, self.z_dim + d.action_dim, c.d_model, c.n_layers, n_heads=c.n_heads,
-                                  context=c.seq_len, d_state=c.d_state)
+                                  context=c.sequence.seq_len, d_state=c.d_state)
         prior = mlp(c.d_model, self.z_dim, c.hidden, "silu")
         reward = _zero_last(mlp(c.d_model, c.bins, c.hidden, "silu"))
         cont = mlp(c.d_model, 1, c.hidden, "silu")

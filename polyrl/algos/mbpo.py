@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from polyrl.algos.base import Algorithm
-from polyrl.config import ModelRolloutConfig, OffPolicyConfig, rollout_schedule
+from polyrl.config import ModelRolloutConfig, OffPolicyConfig, ReplayConfig, rollout_schedule
 from polyrl.families import (
     ModelSACState,
     SACParams,
@@ -51,12 +51,23 @@ from polyrl.types import TransitionBatch
 
 
 @dataclass(frozen=True)
-class MBPOConfig(ModelRolloutConfig, SACParams, OffPolicyConfig):
+class MBPOReplay(ReplayConfig):
+    """MBPO's real data: the replay buffer the environment fills."""
+
     learning_starts: int = 5000
     """Env steps of uniformly random actions before the first model fit and SAC update."""
     gradient_steps: int = 10
     """SAC updates per env step (the paper's G = 20; fewer on CPU)."""
-    model_train_freq: int = 1000
+
+
+@dataclass(frozen=True)
+class MBPORollouts(ModelRolloutConfig):
+    """MBPO's model: refit every ``train_freq`` env steps; rollouts whose length follows the epoch schedule."""
+
+    SHORT = (*ModelRolloutConfig.SHORT, "epoch_length", "rollout_min_length", "rollout_max_length", "rollout_min_epoch",
+             "rollout_max_epoch")
+
+    train_freq: int = 1000
     """Env steps between fits of the dynamics ensemble."""
     epoch_length: int = 1000
     """Env steps per epoch of the rollout-length schedule."""
@@ -68,6 +79,14 @@ class MBPOConfig(ModelRolloutConfig, SACParams, OffPolicyConfig):
     """Epoch at which k starts to grow linearly."""
     rollout_max_epoch: int = 100
     """Epoch at which k reaches rollout_max_length."""
+
+
+@dataclass(frozen=True)
+class MBPOConfig(SACParams, OffPolicyConfig):
+    replay: MBPOReplay = MBPOReplay()
+    """The replay buffer the environment fills (the real data)."""
+    model: MBPORollouts = MBPORollouts()
+    """The dynamics ensemble, its fits and its rollouts."""
 
 
 class MBPO(Algorithm):
@@ -83,7 +102,7 @@ class MBPO(Algorithm):
     def build(self) -> ModelSACState:
         self.model_metrics: dict[str, float] = {}
         self.target_entropy = sac_target_entropy(self.cfg, self.spec)
-        return with_dynamics(build_sac_state(self.cfg, self.spec, self.device), self.cfg.dynamics_config(), self.spec, self.device)
+        return with_dynamics(build_sac_state(self.cfg, self.spec, self.device), self.cfg.model.dynamics_config(), self.spec, self.device)
 
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
@@ -93,16 +112,16 @@ class MBPO(Algorithm):
     @property
     def model_train_freq(self) -> int:
         """Env steps between model fits (read by the model source)."""
-        return self.cfg.model_train_freq
+        return self.cfg.model.train_freq
 
     @property
     def max_rollout_horizon(self) -> int:
         """The longest rollout the schedule reaches (sizes the model buffer)."""
-        return max(self.cfg.rollout_min_length, self.cfg.rollout_max_length)
+        return max(self.cfg.model.rollout_min_length, self.cfg.model.rollout_max_length)
 
     def rollout_horizon(self, env_steps: int) -> int:
         """Model rollout length ``k`` at ``env_steps`` (MBPO's linear schedule over epochs)."""
-        c = self.cfg
+        c = self.cfg.model
         return rollout_schedule(env_steps // c.epoch_length, min_length=c.rollout_min_length, max_length=c.rollout_max_length,
                                 min_epoch=c.rollout_min_epoch, max_epoch=c.rollout_max_epoch)
 

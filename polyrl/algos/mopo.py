@@ -20,11 +20,10 @@ dataset, like the other offline algorithms (:class:`FinetuneConfig`).
 
 Deviations from the paper: ``||Sigma_i||_F`` is computed on ``Sigma_i^(1/2)``
 (the norm of member ``i``'s standard deviations), as in the authors' code;
-CPU-sized defaults (10k start states per round instead of 50k). The replay
-fields inherited from SAC's config (``buffer_size``, ``learning_starts``,
-``train_freq``, ``gradient_steps``, ``n_step``) are not used: offline MOPO
-makes one update per dataset/model batch and the online phase reads the
-``online_*`` fields.
+CPU-sized defaults (10k start states per round instead of 50k). The config
+has no replay section: offline MOPO makes one update per dataset/model batch
+and the online phase reads the ``online_*`` fields (configs of earlier
+releases, which listed SAC's unused replay fields, still load).
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ import torch
 from torch import Tensor
 
 from polyrl.algos.base import Algorithm
-from polyrl.config import FinetuneConfig, ModelRolloutConfig, OffPolicyConfig
+from polyrl.config import FinetuneConfig, ModelRolloutConfig
 from polyrl.families import (
     ModelSACState,
     SACParams,
@@ -49,15 +48,29 @@ from polyrl.types import TransitionBatch
 
 
 @dataclass(frozen=True)
-class MOPOConfig(ModelRolloutConfig, FinetuneConfig, SACParams, OffPolicyConfig):
+class MOPORollouts(ModelRolloutConfig):
+    """MOPO's model: fitted once to the dataset; fixed-length rollouts with uncertainty-penalised rewards."""
+
+    SHORT = (*ModelRolloutConfig.SHORT, "rollout_length")
+
     rollout_length: int = 5
     """Model rollout horizon h."""
     penalty_coef: float = 1.0
     """The uncertainty penalty lambda: model rewards become r - lambda * max_i ||Sigma_i(s, a)||_F."""
     rollout_freq: int = 1000
     """Gradient updates between rounds of model rollouts."""
-    model_retain_rounds: int = 5
+    retain_rounds: int = 5
     """Rollout rounds kept in the model buffer's sampling window."""
+
+
+@dataclass(frozen=True)
+class MOPOConfig(SACParams, FinetuneConfig):
+    RETIRED = {"buffer_size": 1_000_000, "learning_starts": 5000, "train_freq": 1, "gradient_steps": 1, "n_step": 1}
+    RETIRED_WHY = ("MOPO had SAC's replay fields but never read them: offline it makes one update per dataset/model "
+                   "batch (data_batch_size), and online it reads the online_* fields")
+
+    model: MOPORollouts = MOPORollouts()
+    """The dynamics ensemble fitted to the dataset, and its rollouts."""
 
 
 class MOPO(Algorithm):
@@ -74,7 +87,7 @@ class MOPO(Algorithm):
     def build(self) -> ModelSACState:
         self.model_metrics: dict[str, float] = {}
         self.target_entropy = sac_target_entropy(self.cfg, self.spec)
-        return with_dynamics(build_sac_state(self.cfg, self.spec, self.device), self.cfg.dynamics_config(), self.spec, self.device)
+        return with_dynamics(build_sac_state(self.cfg, self.spec, self.device), self.cfg.model.dynamics_config(), self.spec, self.device)
 
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
@@ -84,11 +97,11 @@ class MOPO(Algorithm):
     @property
     def max_rollout_horizon(self) -> int:
         """Rollout horizon h (sizes the model buffer)."""
-        return self.cfg.rollout_length
+        return self.cfg.model.rollout_length
 
     def rollout_horizon(self, step: int) -> int:
         """Model rollout horizon: the fixed ``h``."""
-        return self.cfg.rollout_length
+        return self.cfg.model.rollout_length
 
     def start_online(self) -> None:
         """Continue as SAC on replay mixed with the dataset; the model statistics stop being reported."""

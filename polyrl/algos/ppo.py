@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from polyrl.algos.base import AlgoConfig, Algorithm
+from polyrl.config import RolloutConfig
 from polyrl.data.rollout import Rollout
 from polyrl.nets.heads import ActorCritic
 from polyrl.optim import ClipObjective, adam, ppo_epochs
@@ -42,8 +43,8 @@ class PPOConfig(AlgoConfig):
     """Adam step size (shared by actor and critic)."""
     anneal_lr: bool = True
     """Decay the learning rate linearly to 0 over the training budget."""
-    n_steps: int = 2048
-    """Steps collected per env per rollout."""
+    rollout: RolloutConfig = RolloutConfig()
+    """The on-policy rollout collected per iteration."""
     batch_size: int = 64
     """Minibatch size."""
     n_epochs: int = 10

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from polyrl.algos.base import Algorithm
-from polyrl.config import OffPolicyConfig
+from polyrl.config import OffPolicyConfig, ReplayConfig
 from polyrl.families import TD3Params, TD3State, build_td3_state, explore, td3_update
 from polyrl.nets.mlp import frozen
 from polyrl.types import TransitionBatch
@@ -28,8 +28,8 @@ from polyrl.types import TransitionBatch
 
 @dataclass(frozen=True)
 class TD3Config(TD3Params, OffPolicyConfig):
-    learning_starts: int = 25_000
-    """Env steps of uniformly random actions before learning starts."""
+    replay: ReplayConfig = ReplayConfig(learning_starts=25_000)
+    """The replay buffer and how batches are drawn from it (the authors' 25k random start steps)."""
 
 
 class TD3(Algorithm):

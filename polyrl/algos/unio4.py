@@ -108,7 +108,7 @@ import torch
 from torch import Tensor
 
 from polyrl.algos.base import Algorithm
-from polyrl.config import OfflineConfig
+from polyrl.config import DataConfig, OfflineConfig, RolloutConfig
 from polyrl.data.rollout import Rollout
 from polyrl.errors import ConfigError
 from polyrl.families import iql_critic_step
@@ -127,9 +127,41 @@ from polyrl.types import TransitionBatch
 
 
 @dataclass(frozen=True)
+class UniO4Online(RolloutConfig):
+    """Uni-O4's online phase: the rollout source and the PPO objective that continues from the deployed actor."""
+
+    SHORT = ("n_steps", "gae_lambda", "ent_coef", "vf_coef", "mc_fit_steps")
+
+    n_steps: int = 2048
+    """Online: env steps per env per rollout."""
+    minibatch: int = 128
+    """Online: PPO minibatch size."""
+    epochs: int = 10
+    """Online: passes over each rollout."""
+    clip: float = 0.05
+    """Online: clip range of the policy ratio."""
+    clip_vf: float | None = None
+    """Online: clip of the value update around the old value, in scaled-reward units (None: no clipping)."""
+    actor_lr: float = 3e-5
+    """Online: actor learning rate (decayed linearly to 0 over the online budget)."""
+    critic_lr: float = 2e-4
+    """Online: critic (V) learning rate (decayed linearly to 0 over the online budget)."""
+    gae_lambda: float = 0.95
+    """Online: GAE lambda."""
+    ent_coef: float = 0.01
+    """Online: entropy bonus coefficient."""
+    vf_coef: float = 0.5
+    """Online: value-loss coefficient."""
+    critic: str = "mc"
+    """Online critic: "mc" (V first re-fit on the dataset's Monte-Carlo returns) or "offline" (the offline V as is)."""
+    mc_fit_steps: int = 2000
+    """Updates of the Monte-Carlo re-fit of V when online_critic is "mc"."""
+
+
+@dataclass(frozen=True)
 class UniO4Config(OfflineConfig):
-    batch_size: int = 512
-    """Dataset transitions per offline update."""
+    data: DataConfig = DataConfig(batch_size=512)
+    """How batches are drawn from the dataset (512 dataset transitions per offline update)."""
     # -- offline critics ----------------------------------------------------------------------
     critic: str = "iql"
     """Offline critics: "iql" (expectile V, the authors' choice for locomotion) or "sarsa" (V on Monte-Carlo returns,
@@ -201,30 +233,8 @@ class UniO4Config(OfflineConfig):
     and deploy it when it does better (behaviour PPO can exploit critic errors that the gate, scored with the
     same critic, does not see)."""
     # -- online PPO ----------------------------------------------------------------------------
-    n_steps: int = 2048
-    """Online: env steps per env per rollout."""
-    online_minibatch: int = 128
-    """Online: PPO minibatch size."""
-    online_epochs: int = 10
-    """Online: passes over each rollout."""
-    online_clip: float = 0.05
-    """Online: clip range of the policy ratio."""
-    online_clip_vf: float | None = None
-    """Online: clip of the value update around the old value, in scaled-reward units (None: no clipping)."""
-    online_actor_lr: float = 3e-5
-    """Online: actor learning rate (decayed linearly to 0 over the online budget)."""
-    online_critic_lr: float = 2e-4
-    """Online: critic (V) learning rate (decayed linearly to 0 over the online budget)."""
-    gae_lambda: float = 0.95
-    """Online: GAE lambda."""
-    ent_coef: float = 0.01
-    """Online: entropy bonus coefficient."""
-    vf_coef: float = 0.5
-    """Online: value-loss coefficient."""
-    online_critic: str = "mc"
-    """Online critic: "mc" (V first re-fit on the dataset's Monte-Carlo returns) or "offline" (the offline V as is)."""
-    mc_fit_steps: int = 2000
-    """Updates of the Monte-Carlo re-fit of V when online_critic is "mc"."""
+    online: UniO4Online = UniO4Online()
+    """The online phase: PPO from the deployed actor on on-policy rollouts (``Agent.start_online``)."""
 
 
 @dataclass
@@ -272,8 +282,8 @@ class UniO4(Algorithm):
             raise ConfigError(f"unio4 critic must be 'iql' or 'sarsa', got {c.critic!r}")
         if c.diversity not in ("kl", "logprob", "none"):
             raise ConfigError(f"unio4 diversity must be 'kl', 'logprob' or 'none', got {c.diversity!r}")
-        if c.online_critic not in ("offline", "mc"):
-            raise ConfigError(f"unio4 online_critic must be 'offline' or 'mc', got {c.online_critic!r}")
+        if c.online.critic not in ("offline", "mc"):
+            raise ConfigError(f"unio4 online_critic must be 'offline' or 'mc', got {c.online.critic!r}")
         if c.gate_score not in ("q", "return"):
             raise ConfigError(f"unio4 gate_score must be 'q' or 'return', got {c.gate_score!r}")
         if c.termination not in ("auto", "learned"):
@@ -290,8 +300,8 @@ class UniO4(Algorithm):
         actor = GaussianEnsemblePolicy(1, d.obs_dim, d.action_dim, c.actor_hidden, c.activation).to(dev)
         copy_members(actor, policies, 0, 0)
         dynamics = DynamicsEnsemble(d.obs_dim, d.action_dim, DynamicsConfig(hidden=c.model_hidden)).to(dev)
-        online_opt = adam([{"params": actor.parameters(), "lr": c.online_actor_lr},
-                           {"params": value.parameters(), "lr": c.online_critic_lr}], c.online_actor_lr, eps=1e-5)
+        online_opt = adam([{"params": actor.parameters(), "lr": c.online.actor_lr},
+                           {"params": value.parameters(), "lr": c.online.critic_lr}], c.online.actor_lr, eps=1e-5)
         return UniO4State(
             critic, copy.deepcopy(critic).requires_grad_(False), value, policies,
             copy.deepcopy(policies).requires_grad_(False), copy.deepcopy(policies).requires_grad_(False), actor,
@@ -557,14 +567,14 @@ class UniO4(Algorithm):
         """Keep the deployed actor; with ``online_critic="mc"``, first re-fit V on the dataset's Monte-Carlo returns."""
         super().start_online()
         c, s = self.cfg, self.state
-        if c.online_critic != "mc":
+        if c.online.critic != "mc":
             return
         if self.data is None:
             raise ConfigError("unio4's online_critic='mc' re-fits V on the dataset: load the agent with its dataset")
         gen = torch.Generator(device=self.device).manual_seed(self.n_updates)
         opt = adam(s.value.parameters(), c.critic_lr)
-        for _ in range(c.mc_fit_steps):
-            idx = torch.randint(len(self.data["obs"]), (c.batch_size,), generator=gen, device=self.device)
+        for _ in range(c.online.mc_fit_steps):
+            idx = torch.randint(len(self.data["obs"]), (c.data.batch_size,), generator=gen, device=self.device)
             loss = (s.value(self.data["obs"][idx]) - self.data["mc_return"][idx]).pow(2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -574,9 +584,9 @@ class UniO4(Algorithm):
         c, s = self.cfg, self.state
         start = self.env_steps - batch.reward.shape[0] * batch.reward.shape[1]  # where this rollout began
         frac = 1.0 - min(max(start, 0) / max(self.total_steps, 1), 1.0)
-        for group, lr in zip(s.online_opt.param_groups, (c.online_actor_lr, c.online_critic_lr)):
+        for group, lr in zip(s.online_opt.param_groups, (c.online.actor_lr, c.online.critic_lr)):
             group["lr"] = frac * lr
-        flat = batch.flatten(gamma=c.gamma, lam=c.gae_lambda, reward_scale=s.reward_scale)
+        flat = batch.flatten(gamma=c.gamma, lam=c.online.gae_lambda, reward_scale=s.reward_scale)
 
         def evaluate(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             dist = s.actor(o)
@@ -584,9 +594,9 @@ class UniO4(Algorithm):
 
         # actor and critic gradients are clipped separately: V's, in scaled-return units, would otherwise swamp the actor's
         params = [list(s.actor.parameters()), list(s.value.parameters())]
-        objective = ClipObjective(clip=c.online_clip, clip_vf=c.online_clip_vf, vf_coef=c.vf_coef, ent_coef=c.ent_coef,
+        objective = ClipObjective(clip=c.online.clip, clip_vf=c.online.clip_vf, vf_coef=c.online.vf_coef, ent_coef=c.online.ent_coef,
                                   max_grad_norm=c.max_grad_norm, normalize_advantage=True)
-        stats = ppo_epochs(evaluate, s.online_opt, params, flat, objective, n_epochs=c.online_epochs, batch_size=c.online_minibatch)
+        stats = ppo_epochs(evaluate, s.online_opt, params, flat, objective, n_epochs=c.online.epochs, batch_size=c.online.minibatch)
         self.n_updates += stats.steps
         return {"loss/policy": stats.policy_loss, "loss/value": stats.value_loss, "train/entropy": stats.entropy,
                 "train/clip_fraction": stats.clip_fraction, "train/approx_kl": stats.approx_kl}

@@ -38,13 +38,13 @@ import torch
 from torch import Tensor
 
 from polyrl.algos.base import Algorithm, ModelBasedLearner, OnlineModelLearner, require
-from polyrl.config import ModelRolloutConfig, rollout_schedule  # noqa: F401  (rollout_schedule: re-exported)
+from polyrl.config import DataConfig, ModelRolloutConfig, ReplayConfig, rollout_schedule  # noqa: F401  (rollout_schedule: re-exported)
 from polyrl.data import Dataset, ReplayBuffer
 from polyrl.envs import RunningNorm, VecEnv
 from polyrl.errors import ConfigError
 from polyrl.families import ModelSACState
 from polyrl.models.dynamics import Termination, termination_rule, train_dynamics
-from polyrl.train.sources import ReplaySource, normalized
+from polyrl.train.sources import ReplaySource, normalized, section
 from polyrl.types import TransitionBatch
 
 
@@ -53,9 +53,13 @@ class ModelSource:
     (online) ``model_train_freq``; its state is a :class:`ModelSACState` and its config a :class:`ModelRolloutConfig`."""
 
     def __init__(self, algo: Algorithm, norm: RunningNorm, env: VecEnv | None, seed: int, dataset: Dataset | None = None) -> None:
-        cfg: Any = algo.cfg
-        self.algo, self.norm, self.cfg, self.clock = algo, norm, cfg, algo.clock
+        self.algo, self.norm, self.clock = algo, norm, algo.clock
         self.online = algo.regime != "offline"
+        cfg: ModelRolloutConfig = section(algo, "model", ModelRolloutConfig, "model rollouts")
+        self.cfg, self.gamma = cfg, algo.cfg.gamma
+        # the batch size of the real data: the replay buffer's online (MBPO), the dataset's offline (MOPO)
+        self.batch_size: int = (section(algo, "replay", ReplayConfig, "model rollouts") if self.online
+                                else section(algo, "data", DataConfig, "model rollouts")).batch_size
         require(algo, OnlineModelLearner if self.online else ModelBasedLearner, "model rollouts")
         self.learner: OnlineModelLearner = algo  # type: ignore[assignment]
         spec = algo.spec
@@ -72,7 +76,7 @@ class ModelSource:
         self.generator.manual_seed(seed + 7919)
         self.fit_generator = torch.Generator().manual_seed(seed + 104_729)  # CPU: holdout split and bootstraps
         self.round_capacity = cfg.rollout_batch_size * self.learner.max_rollout_horizon
-        self.model = ReplayBuffer(cfg.model_retain_rounds * self.round_capacity, spec.obs_shape, (spec.action_dim,),
+        self.model = ReplayBuffer(cfg.retain_rounds * self.round_capacity, spec.obs_shape, (spec.action_dim,),
                                   device=algo.device)
         self.window = 0
         """Newest model transitions sampled from (the latest ``model_retain_rounds`` rounds at the current horizon)."""
@@ -141,7 +145,7 @@ class ModelSource:
             obs = out.next_obs[ok & ~out.terminated]
             if obs.shape[0] == 0:
                 break
-        self.window = min(cfg.model_retain_rounds * cfg.rollout_batch_size * k, len(self.model))
+        self.window = min(cfg.retain_rounds * cfg.rollout_batch_size * k, len(self.model))
         self.learner.model_metrics.update({"train/rollout_length": float(k), "train/model_buffer": float(self.window),
                                    "train/model_uncertainty": penalty / max(added, 1), "train/model_reward": reward_sum / max(added, 1)})
         return added
@@ -163,16 +167,16 @@ class ModelSource:
         buf = self.model
         t = (buf.pos - 1 - torch.randint(self.window, (n,), generator=self.generator, device=buf.device)) % buf.steps
         return TransitionBatch(obs=buf.obs[t, 0], action=buf.action[t, 0], reward=buf.reward[t, 0], next_obs=buf.next_obs[t, 0],
-                               terminated=buf.terminated[t, 0], discount=torch.full((n,), self.cfg.gamma, device=buf.device))
+                               terminated=buf.terminated[t, 0], discount=torch.full((n,), self.gamma, device=buf.device))
 
     def _sample(self) -> TransitionBatch:
         cfg = self.cfg
-        n_real = cfg.batch_size if self.window == 0 else round(cfg.batch_size * cfg.real_ratio)
+        n_real = self.batch_size if self.window == 0 else round(self.batch_size * cfg.real_ratio)
         parts = []
         if n_real:
-            parts.append(self.real_buffer.sample(n_real, self.generator, gamma=cfg.gamma))
-        if cfg.batch_size - n_real:
-            parts.append(self._sample_model(cfg.batch_size - n_real))
+            parts.append(self.real_buffer.sample(n_real, self.generator, gamma=self.gamma))
+        if self.batch_size - n_real:
+            parts.append(self._sample_model(self.batch_size - n_real))
         b = parts[0] if len(parts) == 1 else TransitionBatch(
             **{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(TransitionBatch) if f.name != "index"})
         return normalized(b, self.norm)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from polyrl.algos.base import Algorithm, RecurrentLearner, require
+from polyrl.config import SequenceReplayConfig
 from polyrl.data import ReplayBuffer
 from polyrl.data.sequence import (
     SequenceBatch,
@@ -39,7 +40,7 @@ from polyrl.envs import RunningNorm, VecEnv
 from polyrl.errors import ConfigError
 from polyrl.models.smoothing import KINDS as SMOOTHING
 from polyrl.models.smoothing import smooth_rewards
-from polyrl.train.sources import _check_action, _check_finite, random_actions
+from polyrl.train.sources import _check_action, _check_finite, random_actions, section
 
 DEFAULT_SMOOTHING = {"gaussian": 3.0, "uniform": 9.0, "ema": 0.33}
 """DreamSmooth's defaults (Lee et al. 2024): gaussian sigma, uniform window, EMA alpha."""
@@ -52,7 +53,7 @@ class SequenceReplaySource:
 
     def __init__(self, algo: Algorithm, norm: RunningNorm, env: VecEnv, seed: int) -> None:
         require(algo, RecurrentLearner, "windows of sequences (the world-model regime)")
-        cfg: Any = algo.cfg
+        cfg: SequenceReplayConfig = section(algo, "sequence", SequenceReplayConfig, "windows of sequences")
         self.algo, self.norm, self.env, self.cfg, self.clock = algo, norm, env, cfg, algo.clock
         self.learner: RecurrentLearner = algo  # type: ignore[assignment]
         if cfg.reward_smoothing not in SMOOTHING:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from polyrl.algos.base import Algorithm, OnPolicyLearner, require
-from polyrl.config import ModelRolloutConfig
+from polyrl.config import DataConfig, ModelRolloutConfig, OnlineReplayConfig, ReplayConfig, RolloutConfig
 from polyrl.data import Dataset, ReplayBuffer, Rollout, RolloutBuffer
 from polyrl.envs import EnvSpec, RunningNorm, StepResult, VecEnv
 from polyrl.errors import ConfigError, DivergenceError
@@ -51,6 +51,15 @@ class DataSource(Protocol):
         ...
 
 
+def section(algo: Algorithm, name: str, kind: type, what: str) -> Any:
+    """The typed source section ``algo.cfg.<name>`` (a ``kind``), or a one-line error saying the config lacks it."""
+    value = getattr(algo.cfg, name, None)
+    if not isinstance(value, kind):
+        raise ConfigError(f"{algo.name} cannot be fed {what}: its config has no {name!r} section ({kind.__name__}); "
+                          f"declare `{name}: {kind.__name__}` in {type(algo.cfg).__name__}")
+    return value
+
+
 def _check_action(action: np.ndarray, step: int) -> np.ndarray:
     if action.dtype.kind == "f" and not np.isfinite(action).all():
         raise DivergenceError(f"the policy produced non-finite actions at step {step} (training diverged)")
@@ -78,12 +87,13 @@ class RolloutSource:
 
     def __init__(self, algo: Algorithm, norm: RunningNorm, env: VecEnv) -> None:
         require(algo, OnPolicyLearner, "on-policy rollouts")
-        cfg: Any = algo.cfg
+        # an on-policy algorithm's ``rollout``; an offline algorithm's online phase (Uni-O4): its ``online`` section
+        rollout: RolloutConfig = section(algo, "online" if algo.regime == "offline" else "rollout", RolloutConfig, "on-policy rollouts")
         self.algo, self.norm, self.env, self.clock = algo, norm, env, algo.clock
         self.learner: OnPolicyLearner = algo  # type: ignore[assignment]
         spec = algo.spec
         discrete = spec.action_kind == "discrete"
-        self.buffer = RolloutBuffer(cfg.n_steps, env.num_envs, spec.obs_shape, () if discrete else (spec.action_dim,),
+        self.buffer = RolloutBuffer(rollout.n_steps, env.num_envs, spec.obs_shape, () if discrete else (spec.action_dim,),
                                     discrete=discrete, value_shape=spec.reward_shape, device=algo.device)
         self._rollout: Rollout | None = None
 
@@ -143,14 +153,19 @@ class ReplaySchedule:
     """Share of each batch drawn from the offline dataset (fine-tuning)."""
 
     @classmethod
-    def of(cls, cfg: Any, finetune: bool) -> ReplaySchedule:
-        if finetune:  # an offline-trained policy continues: no random warm-up, mixed batches (FinetuneConfig)
-            if not 0.0 <= cfg.online_offline_ratio <= 1.0:
-                raise ConfigError(f"online_offline_ratio must lie in [0, 1], got {cfg.online_offline_ratio}")
-            return cls(cfg.online_buffer_size, cfg.batch_size, 0, max(cfg.online_warmup, 1), 1, cfg.online_updates_per_step,
-                       1, cfg.gamma, cfg.online_offline_ratio)
-        return cls(cfg.buffer_size, cfg.batch_size, cfg.learning_starts, cfg.learning_starts, cfg.train_freq,
-                   cfg.gradient_steps, cfg.n_step, cfg.gamma)
+    def of(cls, algo: Algorithm) -> ReplaySchedule:
+        """From the algorithm's ``replay`` section, or, for an offline-trained policy that continues online, from its
+        ``online`` section (no random warm-up, mixed batches of the offline ``data`` batch size)."""
+        gamma = algo.cfg.gamma
+        if algo.regime == "offline":
+            online: OnlineReplayConfig = section(algo, "online", OnlineReplayConfig, "replay mixed with its dataset")
+            data: DataConfig = section(algo, "data", DataConfig, "replay mixed with its dataset")
+            if not 0.0 <= online.offline_ratio <= 1.0:
+                raise ConfigError(f"online_offline_ratio must lie in [0, 1], got {online.offline_ratio}")
+            return cls(online.buffer_size, data.batch_size, 0, max(online.warmup, 1), 1, online.updates_per_step,
+                       1, gamma, online.offline_ratio)
+        r: ReplayConfig = section(algo, "replay", ReplayConfig, "a replay buffer")
+        return cls(r.buffer_size, r.batch_size, r.learning_starts, r.learning_starts, r.train_freq, r.gradient_steps, r.n_step, gamma)
 
 
 class ReplaySource:
@@ -168,7 +183,7 @@ class ReplaySource:
 
     def __init__(self, algo: Algorithm, norm: RunningNorm, env: VecEnv, seed: int, dataset: Dataset | None = None) -> None:
         self.algo, self.norm, self.env, self.clock = algo, norm, env, algo.clock
-        self.sched = ReplaySchedule.of(algo.cfg, finetune=algo.regime == "offline")
+        self.sched = ReplaySchedule.of(algo)
         if self.sched.offline_ratio > 0 and dataset is None:
             raise ConfigError(f"{algo.name} fine-tuning mixes in the offline dataset (online_offline_ratio={self.sched.offline_ratio}); "
                               "load the agent with its dataset, or set online_offline_ratio=0")
@@ -236,7 +251,9 @@ class DatasetSource:
     online = False
 
     def __init__(self, algo: Algorithm, norm: RunningNorm, dataset: Dataset, seed: int) -> None:
-        self.algo, self.norm, self.cfg = algo, norm, algo.cfg
+        self.algo, self.norm = algo, norm
+        self.batch_size: int = section(algo, "data", DataConfig, "a dataset").batch_size
+        self.gamma = algo.cfg.gamma
         self.buffer = dataset.buffer(algo.spec, algo.device)
         self.generator = torch.Generator(device=algo.device)
         self.generator.manual_seed(seed)
@@ -245,8 +262,7 @@ class DatasetSource:
         return 0, obs
 
     def batches(self) -> Iterator[TransitionBatch]:
-        cfg: Any = self.cfg
-        yield normalized(self.buffer.sample(cfg.batch_size, self.generator, gamma=cfg.gamma), self.norm)
+        yield normalized(self.buffer.sample(self.batch_size, self.generator, gamma=self.gamma), self.norm)
 
     def on_checkpoint(self) -> None:
         """Nothing to cut: no environment is running."""
@@ -263,7 +279,7 @@ def make_source(algo: Algorithm, norm: RunningNorm, env: VecEnv | None, seed: in
     """The data source for the algorithm's current regime (an offline algorithm's online phase included)."""
     regime = algo.online_regime if algo.online and algo.regime == "offline" else algo.regime
     from polyrl.train.model_source import ModelSource  # imports this module
-    if regime in ("model_based", "offline") and isinstance(algo.cfg, ModelRolloutConfig):  # MBPO, MOPO
+    if regime in ("model_based", "offline") and isinstance(getattr(algo.cfg, "model", None), ModelRolloutConfig):  # MBPO, MOPO
         return ModelSource(algo, norm, env, seed, dataset)
     if regime == "offline":
         if dataset is None:
