@@ -37,7 +37,6 @@ and the section between ``<!-- model_based:start -->`` and
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import statistics
 import subprocess
@@ -48,8 +47,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from _results import merged_records, record_key, write_results, write_section
-from offline import (
+from _datasets import (
     DATA_DIR,
     MAKE_DATA,
     MAKE_DATA_QUICK,
@@ -58,14 +56,10 @@ from offline import (
     make_data,
     normalized_score,
 )
-from online import _round, machine_info
+from _harness import HERE, MARKDOWN, ROOT, Harness, ratio, record_key, round_or_none, today
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-RESULTS = HERE / "results" / "model_based.json"
-MARKDOWN = ROOT / "BENCHMARKS.md"
+HARNESS = Harness("model_based")
 WORK = HERE / ".work" / "model_based"
-START, END = "<!-- model_based:start -->", "<!-- model_based:end -->"
 RUN_TIMEOUT_S = 3 * 3600
 
 # -- the cases and budgets, said once ----------------------------------------------------------
@@ -256,8 +250,8 @@ def throughput(quick: bool) -> list[dict[str, Any]]:
         b, s = statistics.median(times["batched"]), statistics.median(times["separate"])
         records.append({
             "task": "dynamics ensemble (Hopper sizes)", "algo": "mbpo", "metric": f"ensemble_{what}_b{batch}_per_s", "higher_is_better": True,
-            "polyrl": _round(1.0 / b, 1), "peer": _round(1.0 / s, 1), "peer_name": "7 separate nn.Sequential models (same shapes)",
-            "ratio": _round(s / b, 2), "repeats": repeats, "seeds": [0],
+            "polyrl": round_or_none(1.0 / b, 1), "peer": round_or_none(1.0 / s, 1), "peer_name": "7 separate nn.Sequential models (same shapes)",
+            "ratio": round_or_none(s / b, 2), "repeats": repeats, "seeds": [0],
             "budget": f"7 members x 4 x 200 SiLU, batch {batch}, one thread",
             "command": "python benchmarks/model_based.py --part throughput",
         })
@@ -314,13 +308,12 @@ def online_records(results: dict[str, dict[str, Any]], quick: bool, date: str, s
                 continue
             vals = {a: [r["returns"][str(step)] for r in rs] for a, rs in runs.items()}
             ours, peer = _median(vals["mbpo"]), _median(vals["sac"])
-            ratio = ours / peer if ours is not None and peer is not None and ours > 0 and peer > 0 else None
             records.append({
                 "task": task, "algo": "mbpo", "metric": f"return_at_{step}", "higher_is_better": True,
-                "polyrl": _round(ours, 1), "peer": _round(peer, 1), "peer_name": "polyrl sac (1 update per env step)",
-                "ratio": _round(ratio, 2), "difference": _round(ours - peer, 1) if ours is not None and peer is not None else None,
+                "polyrl": round_or_none(ours, 1), "peer": round_or_none(peer, 1), "peer_name": "polyrl sac (1 update per env step)",
+                "ratio": round_or_none(ratio(ours, peer), 2), "difference": round_or_none(ours - peer, 1) if ours is not None and peer is not None else None,
                 "repeats": len(vals["mbpo"]), "seeds": sorted(r["run"]["seed"] for r in runs["mbpo"]),
-                "budget": f"{step} env steps", "runs": {"polyrl": [_round(v, 1) for v in vals["mbpo"]], "peer": [_round(v, 1) for v in vals["sac"]]},
+                "budget": f"{step} env steps", "runs": {"polyrl": [round_or_none(v, 1) for v in vals["mbpo"]], "peer": [round_or_none(v, 1) for v in vals["sac"]]},
                 "mbpo_config": runs["mbpo"][0]["config"], "date": date,
                 "command": f"python benchmarks/model_based.py --part online --task {task}{seeds_arg}{' --quick' if quick else ''}",
             })
@@ -339,21 +332,20 @@ def offline_records(results: dict[str, dict[str, Any]], quick: bool, date: str, 
         if not scores["mopo"]:
             continue
         mopo_runs = [r for r in results.values() if r["run"]["algo"] == "mopo" and r["run"]["task"] == ds]
-        mopo_at = {str(step): _round(_median([r["scores"][str(step)] for r in mopo_runs]), 1) for step in checkpoints["mopo"]}
+        mopo_at = {str(step): round_or_none(_median([r["scores"][str(step)] for r in mopo_runs]), 1) for step in checkpoints["mopo"]}
         med = {a: _median(v) for a, v in scores.items()}
         baselines = {a: m for a, m in med.items() if a != "mopo" and m is not None}
         best = max(baselines, key=lambda a: baselines[a]) if baselines else None
         ours, peer = med["mopo"], baselines.get(best) if best else None
-        ratio = ours / peer if ours is not None and peer is not None and ours > 0 and peer > 0 else None
         records.append({
             "task": ds, "algo": "mopo", "metric": "normalized_score", "higher_is_better": True,
-            "polyrl": _round(ours, 1), "peer": _round(peer, 1), "peer_name": f"polyrl {best} (best of td3bc, iql)" if best else None,
-            "ratio": _round(ratio, 2), "repeats": len(scores["mopo"]), "seeds": list(range(len(scores["mopo"]))),
+            "polyrl": round_or_none(ours, 1), "peer": round_or_none(peer, 1), "peer_name": f"polyrl {best} (best of td3bc, iql)" if best else None,
+            "ratio": round_or_none(ratio(ours, peer), 2), "repeats": len(scores["mopo"]), "seeds": list(range(len(scores["mopo"]))),
             "budget": f"MOPO {checkpoints['mopo'][-1]} gradient updates, "
                       + ", ".join(f"{a} {checkpoints[a][-1]}" for a in OFFLINE_ALGOS if a != "mopo"),
             "mopo_at": mopo_at,
-            "baselines": {a: _round(m, 1) for a, m in baselines.items()},
-            "runs": {a: [_round(v, 1) for v in vs] for a, vs in scores.items()}, "date": date,
+            "baselines": {a: round_or_none(m, 1) for a, m in baselines.items()},
+            "runs": {a: [round_or_none(v, 1) for v in vs] for a, vs in scores.items()}, "date": date,
             "command": f"python benchmarks/model_based.py --part offline --task {ds}{data_arg}{' --quick' if quick else ''}",
             "reference_returns": next((r.get("reference_returns") for r in results.values()
                                        if r["run"]["task"] == ds and r.get("reference_returns")), None),
@@ -362,7 +354,7 @@ def offline_records(results: dict[str, dict[str, Any]], quick: bool, date: str, 
 
 
 def render(data: dict[str, Any]) -> str:
-    lines = [START, "## Model-based RL (MBPO, MOPO)", "",
+    lines = [HARNESS.start, "## Model-based RL (MBPO, MOPO)", "",
              f"Measured {data.get('date', '?')} on {data.get('machine', {}).get('cpus', '?')} CPUs "
              f"({data.get('machine', {}).get('cpu_model', '')}), torch {data.get('machine', {}).get('torch', '?')}, one thread per run. "
              "Produced by `python benchmarks/model_based.py` (see `benchmarks/README.md`).", ""]
@@ -405,19 +397,17 @@ def render(data: dict[str, Any]) -> str:
                   "batches run through the ensemble in 1024-row chunks without autograd (`EnsembleMLP.inference_chunk`), "
                   "which took batch 10000 from 0.58x to about 1x. A GPU, where the batched kernels fill the device, is not "
                   "measured here.", ""]
-    lines.append(END)
+    lines.append(HARNESS.end)
     return "\n".join(lines) + "\n"
 
 
 def save(new: list[dict[str, Any]], quick: bool) -> None:
-    path = RESULTS if not quick else WORK / "quick" / "model_based.json"
+    path = HARNESS.results if not quick else WORK / "quick" / "model_based.json"
     order = ["return_at", "normalized_score", "ensemble"]
-    old, records = merged_records(path, new, lambda r: (next(i for i, p in enumerate(order) if r["metric"].startswith(p)), record_key(r)))
-    data = {"benchmark": "model_based", "polyrl_version": _version(), "machine": machine_info(1),
-            "date": datetime.date.today().isoformat(), "records": records}
-    write_results(path, data)
+    data = HARNESS.merge(path, new, HARNESS.header(_version(), 1, today()),
+                         lambda r: (next(i for i, p in enumerate(order) if r["metric"].startswith(p)), record_key(r)))
     if not quick:
-        write_section(MARKDOWN, START, END, render(data))
+        HARNESS.write_markdown(MARKDOWN, render(data))
     print(f"wrote {path}" + ("" if quick else f" and the model_based section of {MARKDOWN}"), flush=True)
 
 
@@ -448,7 +438,7 @@ def main() -> None:
         (out / "result.json").write_text(json.dumps(res, indent=2))
         return
     if args.render:
-        write_section(MARKDOWN, START, END, render(json.loads(RESULTS.read_text())))
+        HARNESS.render_stored(render)
         return
     parts = args.part.split(",")
     tasks = args.task.split(",") if args.task else None
@@ -462,7 +452,7 @@ def main() -> None:
         total = sum(estimate_s(r) for r in runs) + (90.0 if "throughput" in parts else 0.0)
         print(f"about {total / 60 / max(args.jobs, 1):.0f} min wall with --jobs {args.jobs} (full budgets)")
         return
-    date = datetime.date.today().isoformat()
+    date = today()
     records: list[dict[str, Any]] = []
     if any(not r.online for r in runs) and args.data_dir is None:
         make_data(["hopper"], data_dir, MAKE_DATA_QUICK if args.quick else MAKE_DATA, 1, False)

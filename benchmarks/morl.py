@@ -41,31 +41,39 @@ and ``<!-- morl:end -->`` of ``BENCHMARKS.md``; front plots go to
 from __future__ import annotations
 
 import argparse
-import datetime
+import functools
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _results import cached, merged_records, say, write_results, write_section
-from online import _round, ensure_venv, machine_info, median_or_none, probe_venv, venv_python
+from _harness import (
+    HERE,
+    WORK,
+    Harness,
+    Peer,
+    add_flags,
+    child_env,
+    exit_if_failed,
+    median_or_none,
+    plan_line,
+    ratio,
+    reuse_finished,
+    round_or_none,
+    run_failed,
+    run_jobs,
+    run_to_log,
+    shown_path,
+    split_csv,
+    today,
+    venv_python,
+)
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-RESULTS = HERE / "results" / "morl.json"
 PLOTS = HERE / "results" / "morl"
-MARKDOWN = ROOT / "BENCHMARKS.md"
-WORK = HERE / ".work"
-MORL_VENV = HERE / ".venvs" / "morl"
 RUNNER = HERE / "_morl_baselines_runner.py"
-MORL_PACKAGES = ("morl-baselines", "mo-gymnasium[mujoco]")
-START, END = "<!-- morl:start -->", "<!-- morl:end -->"
 RUN_TIMEOUT_S = 4 * 3600
 EVAL_SEED_OFFSET = 10_000
 MATCH_TOL = 1e-3  # a found DST point matches a known one when both objectives agree within this
@@ -166,14 +174,14 @@ def pgmorl_config(steps: int) -> dict[str, Any]:
 
 
 # -- the morl-baselines virtualenv ---------------------------------------------------------------------
-def probe_morl(venv: Path) -> dict[str, Any] | None:
-    """Versions inside the morl-baselines venv, or None if it is missing or broken."""
-    return probe_venv(venv, "import os; os.environ['WANDB_MODE'] = 'disabled'\n"
-                            "import json, importlib.metadata as md, mo_gymnasium, torch, morl_baselines.multi_policy.pgmorl.pgmorl, "
-                            "morl_baselines.multi_policy.gpi_pd.gpi_pd_continuous_action\n"
-                            "mo_gymnasium.make('mo-hopper-2obj-v5').close()\n"
-                            "print(json.dumps({'morl_baselines': md.version('morl-baselines'), 'mo_gymnasium': md.version('mo-gymnasium'), "
-                            "'torch': torch.__version__, 'gymnasium': md.version('gymnasium'), 'mujoco': md.version('mujoco')}))")
+MORL_BASELINES = Peer("morl-baselines", "morl-baselines", "morl", ("morl-baselines", "mo-gymnasium[mujoco]"),
+                      "import os; os.environ['WANDB_MODE'] = 'disabled'\n"
+                      "import json, importlib.metadata as md, mo_gymnasium, torch, morl_baselines.multi_policy.pgmorl.pgmorl, "
+                      "morl_baselines.multi_policy.gpi_pd.gpi_pd_continuous_action\n"
+                      "mo_gymnasium.make('mo-hopper-2obj-v5').close()\n"
+                      "print(json.dumps({'morl_baselines': md.version('morl-baselines'), 'mo_gymnasium': md.version('mo-gymnasium'), "
+                      "'torch': torch.__version__, 'gymnasium': md.version('gymnasium'), 'mujoco': md.version('mujoco')}))")
+HARNESS = Harness("morl", peer=MORL_BASELINES)
 
 
 # -- runs --------------------------------------------------------------------------------------------
@@ -227,27 +235,18 @@ def run_spec(run: Run, steps: int, work: Path, threads: int, quick: bool) -> dic
 def execute(spec: dict[str, Any], morl_python: Path) -> dict[str, Any]:
     """Run one spec in a fresh interpreter (polyrl's for C-MORL, the morl venv's for the peers), logging to log.txt."""
     path = Path(spec["result_path"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
-    log = path.parent / "log.txt"
-    t = str(spec["threads"])
-    env = dict(os.environ, OMP_NUM_THREADS=t, MKL_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, PYTHONHASHSEED="0",
-               WANDB_MODE="disabled")
     if spec["method"] == "cmorl":
         import polyrl
 
-        env["PYTHONPATH"] = str(Path(polyrl.__file__).resolve().parent.parent)  # the child imports this same polyrl
+        # the child imports this same polyrl
+        env = child_env(spec["threads"], Path(polyrl.__file__).resolve().parent.parent, WANDB_MODE="disabled")
         cmd = [sys.executable, str(Path(__file__).resolve()), "--run-polyrl", json.dumps(spec)]
     else:
-        env.pop("PYTHONPATH", None)
+        env = child_env(spec["threads"], WANDB_MODE="disabled")
         cmd = [str(morl_python), str(RUNNER), json.dumps(spec)]
-    with open(log, "w") as f:
-        f.write(f"$ {' '.join(cmd[:2])} '{json.dumps(spec)}'\n")
-        f.flush()
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=str(HERE), timeout=RUN_TIMEOUT_S)
-    if proc.returncode != 0 or not path.exists():
-        tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-15:])
-        raise RuntimeError(f"exit {proc.returncode}; log: {log}\n{tail}")
+    returncode = run_to_log(cmd, f"{' '.join(cmd[:2])} '{json.dumps(spec)}'", path, env, RUN_TIMEOUT_S)
+    if returncode != 0 or not path.exists():
+        raise run_failed(path, returncode)
     res = json.loads(path.read_text())
     res["spec"] = spec  # what makes the result reusable by a rerun with the same spec
     path.write_text(json.dumps(res, indent=2) + "\n")
@@ -425,20 +424,20 @@ def make_records(task: Task, results: dict[str, dict[int, dict[str, Any]]], scor
             rec: dict[str, Any] = {
                 "task": task.env_id, "algo": FLAGSHIP, "metric": f"{metric}_vs_{peer}", "base_metric": metric,
                 "peer_algo": peer, "higher_is_better": m["hib"],
-                "polyrl": _round(ours, m["digits"]), "peer": _round(theirs, m["digits"]),
+                "polyrl": round_or_none(ours, m["digits"]), "peer": round_or_none(theirs, m["digits"]),
                 "peer_name": f"morl-baselines {versions.get('morl_baselines', '?')} {METHOD_NAMES[peer]}",
                 "ratio": None, "repeats": n, "seeds": seeds, "budget": budget_text(task, steps, args.quick),
                 "command": command_for(task.env_id, peer, args, n), "date": date, "notes": NOTES[metric],
-                "runs": {"polyrl": [_round(v, m["digits"]) for v in ours_runs],
-                         "peer": [_round(v, m["digits"]) for v in peer_runs]},
+                "runs": {"polyrl": [round_or_none(v, m["digits"]) for v in ours_runs],
+                         "peer": [round_or_none(v, m["digits"]) for v in peer_runs]},
                 "env_steps": {"polyrl": [results[FLAGSHIP][s]["env_steps"] for s in seeds],
                               "peer": [results[peer][s]["env_steps"] for s in seeds]},
                 "ref_point": list(task.ref_point), "ref_point_source": task.ref_source,
             }
-            if m["mode"] == "ratio" and ours is not None and theirs is not None and ours > 0 and theirs > 0:
-                rec["ratio"] = _round(ours / theirs if m["hib"] else theirs / ours, 2)
+            if m["mode"] == "ratio":
+                rec["ratio"] = round_or_none(ratio(ours, theirs, m["hib"]), 2)
             if ours is not None and theirs is not None:
-                rec["difference"] = _round(ours - theirs, m["digits"])
+                rec["difference"] = round_or_none(ours - theirs, m["digits"])
             if metric == "hypervolume":
                 rec["target"] = "C-MORL hypervolume >= the baseline's (median over seeds)"
                 rec["target_met"] = bool(ours is not None and theirs is not None and ours >= theirs)
@@ -454,13 +453,6 @@ def _order(r: dict[str, Any]) -> tuple[int, int, int]:
     return (tasks.index(r["task"]) if r["task"] in tasks else 99,
             PEERS.index(r.get("peer_algo")) if r.get("peer_algo") in PEERS else 99,
             list(METRICS).index(r.get("base_metric")) if r.get("base_metric") in METRICS else 99)
-
-
-def merge_results(path: Path, new: list[dict[str, Any]], header: dict[str, Any]) -> dict[str, Any]:
-    _, merged = merged_records(path, new, _order)
-    data = dict(header, records=merged)
-    write_results(path, data)
-    return data
 
 
 def plot_task(task: Task, results: dict[str, dict[int, dict[str, Any]]], path: Path) -> Path | None:
@@ -500,10 +492,10 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
     m = data.get("machine", {})
     recs = data["records"]
     dates = sorted({r.get("date", data.get("date", "")) for r in recs})
-    src = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
+    src = shown_path(source)
     peers = sorted({r["peer_name"] for r in recs})
     lines = [
-        START,
+        HARNESS.start,
         "## Multi-objective RL: C-MORL vs morl-baselines (GPI-LS, PGMORL)",
         "",
         f"Generated by `python benchmarks/morl.py` from `{src}` (do not edit by hand; `--render` rebuilds it). "
@@ -572,20 +564,12 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
         "- **Budgets** are small (tens of thousands of env steps) because GPI-LS's update costs ~15-20 ms on this "
         "CPU; the papers use 10^5-10^7 steps. GPI-LS runs 1 gradient update per env step (class default 20) and "
         "PGMORL PPO rollouts of at most 256 steps (about 10 iterations, 80% of them warm-up); see `benchmarks/morl.py` for every setting.",
-        END,
+        HARNESS.end,
     ]
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(path: Path, block: str) -> None:
-    write_section(path, START, END, block)
-
-
 # -- main ---------------------------------------------------------------------------------------------
-def _split(values: list[str] | None) -> list[str] | None:
-    return None if not values else [v.strip() for item in values for v in item.split(",") if v.strip()]
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -593,16 +577,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--method", action="append", help="method(s): cmorl, gpi_ls, pgmorl (default: all)")
     p.add_argument("--seeds", type=int, default=None, help=f"seeds 0..N-1 (default {DEFAULT_SEEDS}; 1 with --quick)")
     p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every task's env-step budget (default 1)")
-    p.add_argument("--jobs", type=int, default=1, help="runs at once (default 1; 2 on a 2-core machine)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
-    p.add_argument("--quick", action="store_true", help="smoke run with tiny budgets; writes under benchmarks/.work/")
-    p.add_argument("--fresh", action="store_true", help="rerun runs that already have a result")
-    p.add_argument("--setup", action="store_true", help="only create/check the morl-baselines virtualenv")
-    p.add_argument("--render", action="store_true", help="only regenerate the markdown section from the results JSON")
-    p.add_argument("--list", action="store_true", help="list the runs with a rough time estimate and exit")
-    p.add_argument("--morl-venv", type=Path, default=MORL_VENV, help=f"morl-baselines virtualenv (default {MORL_VENV.relative_to(ROOT)})")
-    p.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/morl.json)")
-    p.add_argument("--markdown", type=Path, default=None, help="markdown file to update (default BENCHMARKS.md)")
+    add_flags(p, HARNESS, "jobs", "threads", "quick", "fresh", "setup", "render", "list", "venv", "out", "markdown",
+              threads="torch threads per run (default 1)", list="list the runs with a rough time estimate and exit")
     p.add_argument("--run-polyrl", metavar="SPEC", help=argparse.SUPPRESS)  # internal: one C-MORL run (a subprocess)
     return p.parse_args(argv)
 
@@ -621,15 +597,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.run_polyrl:
         run_polyrl(json.loads(args.run_polyrl))
         return
-    out = args.out or (WORK / "morl-quick.json" if args.quick else RESULTS)
-    md = args.markdown or (WORK / "BENCHMARKS-morl-quick.md" if args.quick else MARKDOWN)
+    out, md = HARNESS.outputs(args)
     plots = WORK / "morl-quick-plots" if args.quick else PLOTS
     if args.render:
-        write_markdown(md, render_markdown(json.loads(out.read_text()), out))
-        print(f"wrote {md}")
+        HARNESS.render_stored(lambda data: render_markdown(data, out), out, md, announce=True)
         return
-    tasks = _split(args.task) or [t for t, spec in TASKS.items() if spec.default]
-    methods = _split(args.method) or ["cmorl", *PEERS]
+    tasks = split_csv(args.task, lower=False) or [t for t, spec in TASKS.items() if spec.default]
+    methods = split_csv(args.method, lower=False) or ["cmorl", *PEERS]
     unknown = (set(tasks) - set(TASKS)) | (set(methods) - {"cmorl", *PEERS})
     if unknown:
         raise SystemExit(f"unknown {sorted(unknown)}; tasks: {', '.join(TASKS)}; methods: cmorl, {', '.join(PEERS)}")
@@ -648,28 +622,19 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         raise SystemExit("polyrl is not importable here: run this with the interpreter polyrl is installed in") from None
 
-    versions = ensure_venv(args.morl_venv, "morl-baselines", MORL_PACKAGES, probe_morl)
-    print(f"morl-baselines venv: {args.morl_venv} ({json.dumps(versions)})", flush=True)
+    versions = MORL_BASELINES.ensure(args)
     if args.setup:
         return
     work = WORK / "morl" / ("quick" if args.quick else "full")
     specs = {r.key: run_spec(r, task_steps(TASKS[r.task], args), work, args.threads, args.quick) for r in runs}
-    date = datetime.date.today().isoformat()
-    header = {"benchmark": "morl", "polyrl_version": polyrl.__version__, "machine": machine_info(args.threads),
-              "date": date, "jobs": args.jobs, "peer_versions": versions, "eval_seed_offset": EVAL_SEED_OFFSET}
+    date = today()
+    header = HARNESS.header(polyrl.__version__, args.threads, date, jobs=args.jobs, peer_versions=versions,
+                            eval_seed_offset=EVAL_SEED_OFFSET)
 
-    results: dict[str, dict[str, Any]] = {}
-    todo = []
-    for r in runs:
-        res = None if args.fresh else cached(specs[r.key])
-        if res is not None:
-            results[r.key] = res
-            print(f"  {r.key:44s} done before", flush=True)
-        else:
-            todo.append(r)
-    eta_todo = sum(estimate_s(r, task_steps(TASKS[r.task], args)) for r in todo)
-    print(f"{len(runs)} runs ({len(results)} done before), {args.jobs} at a time, logs in "
-          f"{work.relative_to(ROOT)}/<run>/log.txt; rough estimate {eta_todo / 60 / max(args.jobs, 1):.0f} min", flush=True)
+    by_key = {r.key: r for r in runs}
+    results, todo = reuse_finished(by_key, specs, args.fresh, 44)
+    eta_todo = sum(estimate_s(by_key[k], task_steps(TASKS[by_key[k].task], args)) for k in todo)
+    print(plan_line(len(runs), len(results), args.jobs, work, eta_todo), flush=True)
 
     def publish() -> None:
         records = []
@@ -684,31 +649,22 @@ def main(argv: list[str] | None = None) -> None:
             if by_method:
                 plot_task(task, by_method, plots / f"{t}.png")
         if records:
-            data = merge_results(out, records, header)
-            write_markdown(md, render_markdown(data, out))
+            data = HARNESS.merge(out, records, header, _order)
+            HARNESS.write_markdown(md, render_markdown(data, out))
+
+    def describe(key: str, res: dict[str, Any], minutes: float) -> str:
+        s = score_run(TASKS[by_key[key].task], res)
+        extra = f"  known {s['known_points_found']} (off hull {s['unsupported_points_found']})" if "found" in s else ""
+        return (f"HV {s['hypervolume']:.4g}  EU {s['expected_utility']}  front {s['front_size']}"
+                f"{extra}  [{s['wall_s']:.0f} s train; {minutes:.1f} min so far]")
 
     started = time.perf_counter()
-    failed: list[str] = []
-    morl_python = venv_python(args.morl_venv)
-    with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
-        futures = {pool.submit(execute, specs[r.key], morl_python): r for r in todo}
-        for fut in as_completed(futures):
-            r = futures[fut]
-            try:
-                results[r.key] = fut.result()
-                s = score_run(TASKS[r.task], results[r.key])
-                extra = f"  known {s['known_points_found']} (off hull {s['unsupported_points_found']})" if "found" in s else ""
-                say(f"  {r.key:44s} HV {s['hypervolume']:.4g}  EU {s['expected_utility']}  front {s['front_size']}"
-                    f"{extra}  [{s['wall_s']:.0f} s train; {(time.perf_counter() - started) / 60:.1f} min so far]")
-            except Exception as e:  # noqa: BLE001 - keep the other runs going; report at the end
-                failed.append(r.key)
-                say(f"  {r.key:44s} FAILED: {e}")
-            publish()
-    publish()
+    morl_python = venv_python(MORL_BASELINES.venv_arg(args))
+    failed = run_jobs({k: functools.partial(execute, specs[k], morl_python) for k in todo}, args.jobs, results, 44,
+                      describe, publish, started)
     wrote = f"wrote {out} and {md}" if out.exists() else f"no C-MORL run finished, so no records (nothing written to {out})"
     print(f"\n{wrote}; {(time.perf_counter() - started) / 60:.1f} min", flush=True)
-    if failed:
-        raise SystemExit(f"{len(failed)} run(s) failed: {', '.join(failed)} (rerun the same command to retry them)")
+    exit_if_failed(failed)
 
 
 if __name__ == "__main__":

@@ -28,32 +28,43 @@ in ``BENCHMARKS.md`` is regenerated from it.
 from __future__ import annotations
 
 import argparse
-import datetime
+import functools
 import hashlib
 import json
-import os
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _results import cached, merged_records, say, write_results, write_section
-
 # The dataset machinery (recipes, locations, reference returns) is the offline benchmark's.
-from offline import DATA_DIR, ENVS, MAKE_DATA_QUICK, QUICK_DATA_DIR, env_reference, make_data
-from online import _round, machine_info, median_or_none
+from _datasets import DATA_DIR, ENVS, MAKE_DATA_QUICK, QUICK_DATA_DIR, env_reference, make_data
+from _harness import (
+    HERE,
+    ROOT,
+    WORK,
+    Harness,
+    add_flags,
+    cached,
+    child_env,
+    exit_if_failed,
+    median_or_none,
+    merged_records,
+    plan_line,
+    reuse_finished,
+    round_or_none,
+    run_failed,
+    run_jobs,
+    run_to_log,
+    shown_path,
+    split_csv,
+    today,
+    write_results,
+)
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-RESULTS = HERE / "results" / "offline_to_online.json"
-MARKDOWN = ROOT / "BENCHMARKS.md"
-WORK = HERE / ".work"
+HARNESS = Harness("offline_to_online")
 O2O_WORK = WORK / "o2o"
 RUNNER = HERE / "_o2o_runner.py"
-START, END = "<!-- offline_to_online:start -->", "<!-- offline_to_online:end -->"
 RUN_TIMEOUT_S = 3 * 3600
 
 # -- cases and budgets, said once ----------------------------------------------------------------
@@ -171,26 +182,17 @@ def run_spec(run: Run, budget: Budget, data_dir: Path, work: Path, quick: bool, 
 
 def execute(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one spec in a fresh interpreter, its stdout/stderr going to the run's log.txt."""
-    d = Path(spec["result_path"]).parent
-    d.mkdir(parents=True, exist_ok=True)
-    Path(spec["result_path"]).unlink(missing_ok=True)
-    log = d / "log.txt"
-    t = spec["threads"]
-    env = dict(os.environ, OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t),
-               PYTHONHASHSEED="0")
     import polyrl
 
-    env["PYTHONPATH"] = str(Path(polyrl.__file__).resolve().parent.parent)  # the child imports this same polyrl
+    # the child imports this same polyrl
+    env = child_env(spec["threads"], Path(polyrl.__file__).resolve().parent.parent)
     cmd = [sys.executable, str(RUNNER), json.dumps(spec)]
     t0 = time.perf_counter()
-    with open(log, "w") as f:
-        f.write(f"$ {sys.executable} {RUNNER.name} '{json.dumps(spec)}'\n")
-        f.flush()
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=str(HERE), timeout=RUN_TIMEOUT_S)
+    path = Path(spec["result_path"])
+    returncode = run_to_log(cmd, f"{sys.executable} {RUNNER.name} '{json.dumps(spec)}'", path, env, RUN_TIMEOUT_S)
     res = cached(spec)
-    if proc.returncode != 0 or res is None:
-        tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-15:])
-        raise RuntimeError(f"exit {proc.returncode}; log: {log}\n{tail}")
+    if returncode != 0 or res is None:
+        raise run_failed(path, returncode)
     res["wall_s"] = time.perf_counter() - t0
     return res
 
@@ -250,7 +252,7 @@ def run_numbers(res: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
                 "offline_curve": [[s, round(score(r, ref), 2)] for s, r in res["offline_evals"]]}
         curve = [(0, off)] + curve
     out["steps_to_threshold"] = next((s for s, v in curve if v >= info["threshold_score"]), None)
-    out["phases_s"] = {k: _round(res.get(k), 1) for k in ("setup_s", "offline_s", "model_fit_s", "online_s")}
+    out["phases_s"] = {k: round_or_none(res.get(k), 1) for k in ("setup_s", "offline_s", "model_fit_s", "online_s")}
     if res.get("select"):
         out["select"] = res["select"]
     return out
@@ -287,12 +289,12 @@ def make_records(dataset: str, method: str, results: list[dict[str, Any]], info:
         med = median_or_none(values, missing_is_inf=metric == "steps_to_threshold")
         rec: dict[str, Any] = {
             "task": dataset, "algo": method, "label": METHODS[method]["label"], "metric": metric,
-            "higher_is_better": m["hib"], "polyrl": _round(med, m["digits"]), "peer": None,
+            "higher_is_better": m["hib"], "polyrl": round_or_none(med, m["digits"]), "peer": None,
             "peer_name": "none (a baseline of unio4)", "ratio": None, "repeats": len(results), "seeds": seeds,
             "budget": budget_text(method, budget), "command": command_for(dataset, method, args, len(results)), "date": date,
             "torch_threads": args.threads, "aggregate": "median",
-            "spread": [_round(min(present), m["digits"]), _round(max(present), m["digits"])] if present else None,
-            "runs": {"polyrl": [_round(v, m["digits"]) for v in values]}, "notes": NOTES[metric],
+            "spread": [round_or_none(min(present), m["digits"]), round_or_none(max(present), m["digits"])] if present else None,
+            "runs": {"polyrl": [round_or_none(v, m["digits"]) for v in values]}, "notes": NOTES[metric],
             "env_id": ENVS[ENV]["env_id"], "config": results[0]["spec"]["config"],
             # git commit of polyrl per run (None: recorded before the runner stored it)
             "polyrl_commits": [(r.get("polyrl_source") or {}).get("commit") for r in results],
@@ -302,9 +304,9 @@ def make_records(dataset: str, method: str, results: list[dict[str, Any]], info:
         if metric == "first_online_score":
             rec["first_eval_steps"] = [n["first_eval_step"] for n in nums]
         if metric == "steps_to_threshold":
-            rec |= {"threshold_score": _round(info["threshold_score"], 2),
-                    "threshold_return": _round(info["threshold_return"], 1),
-                    "behaviour_score": _round(info["behaviour_score"], 2),
+            rec |= {"threshold_score": round_or_none(info["threshold_score"], 2),
+                    "threshold_return": round_or_none(info["threshold_return"], 1),
+                    "behaviour_score": round_or_none(info["behaviour_score"], 2),
                     "reached": f"{len(present)}/{len(values)}"}
         if metric == "final_score":
             rec["curves"] = [{k: n[k] for k in ("offline_curve", "online_curve") if k in n} for n in nums]
@@ -330,7 +332,7 @@ def compare_flagship(records: list[dict[str, Any]]) -> None:
             best = (max if r["higher_is_better"] else min)(scored, key=lambda o: o["polyrl"])
             r["peer_name"] = f"strongest polyrl baseline: {best['label']} ({best['algo']})"
             r["baseline_algo"], r["baseline"] = best["algo"], best["polyrl"]
-            r["difference"] = _round(r["polyrl"] - best["polyrl"], 1) if r["polyrl"] is not None else None
+            r["difference"] = round_or_none(r["polyrl"] - best["polyrl"], 1) if r["polyrl"] is not None else None
         else:
             r["peer_name"], r["baseline_algo"], r["baseline"], r["difference"] = \
                 "strongest polyrl baseline: none reached it", None, None, None
@@ -359,6 +361,8 @@ def records_hash(records: list[dict[str, Any]]) -> str:
 
 
 def merge_results(path: Path, new: list[dict[str, Any]], header: dict[str, Any]) -> dict[str, Any]:
+    """Merge as every harness does, then compare each Uni-O4 record with its baselines, and keep the datasets'
+    descriptions and the hand-written reading of the old file."""
     old, merged = merged_records(path, new, _order)
     compare_flagship(merged)
     data = dict(header, datasets=old.get("datasets", {}) | header.get("datasets", {}), records=merged)
@@ -389,10 +393,10 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
     by = {(r["task"], r["algo"], r["metric"]): r for r in recs}
     tasks = sorted({r["task"] for r in recs}, key=lambda t: DATASETS.index(t) if t in DATASETS else 99)
     dates = sorted({r.get("date", data.get("date", "")) for r in recs})
-    src = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
+    src = shown_path(source)
     budgets = data.get("budget", {})
     lines = [
-        START,
+        HARNESS.start,
         "## Offline-to-online: Uni-O4 vs IQL / TD3+BC -> online vs PPO from scratch",
         "",
         f"Generated by `python benchmarks/offline_to_online.py` from `{src}` (do not edit by hand; "
@@ -498,7 +502,7 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
         "counting a seed that never gets there as infinitely slow (\"not reached\" when most do not); *wall-clock*: "
         "median minutes per run, indicative only (two runs shared the 2 cores, and other work ran at times).",
         "- Per-seed values, evaluation curves, Uni-O4's member selection and per-phase times are in the JSON.",
-        END,
+        HARNESS.end,
     ]
     return "\n".join(lines) + "\n"
 
@@ -540,14 +544,6 @@ def _fmt_steps(x: float | None) -> str:
     return "not reached" if x is None else f"{x:.0f}"
 
 
-def write_markdown(path: Path, block: str) -> None:
-    write_section(path, START, END, block)
-
-
-def _split(values: list[str] | None) -> list[str] | None:
-    return None if not values else [v.strip().lower() for item in values for v in item.split(",") if v.strip()]
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -556,21 +552,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=None, help=f"seeds 0..N-1 (default {FULL.seeds}; {QUICK.seeds} with --quick)")
     p.add_argument("--offline-updates", type=int, default=None, help=f"offline gradient updates (default {FULL.offline_updates})")
     p.add_argument("--online-steps", type=int, default=None, help=f"online env steps (default {FULL.online_steps})")
-    p.add_argument("--jobs", type=int, default=1, help="runs at once (default 1; 2 on a 2-core machine)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    add_flags(p, HARNESS, "jobs", "threads", threads="torch threads per run (default 1)")
     p.add_argument("--data-dir", type=Path, default=None, help=f"datasets (default {DATA_DIR.relative_to(ROOT)})")
-    p.add_argument("--quick", action="store_true", help="smoke run with tiny budgets; writes under benchmarks/.work/")
-    p.add_argument("--fresh", action="store_true", help="rerun runs that already have a result")
+    add_flags(p, HARNESS, "quick", "fresh")
     p.add_argument("--publish-only", action="store_true",
                    help="run nothing: rebuild the records of the selected cases from the runs that have finished "
                         "(e.g. after a budget cut), merge them into the JSON and re-render")
-    p.add_argument("--render", action="store_true", help="only regenerate the markdown section from the results JSON")
-    p.add_argument("--list", action="store_true", help="list the runs with a rough time estimate and exit")
+    add_flags(p, HARNESS, "render", "list", list="list the runs with a rough time estimate and exit")
     p.add_argument("--set-reading", type=Path, default=None, metavar="FILE",
                    help="store FILE (a hand-written reading of the results, one bullet per paragraph) in the results "
                         "JSON, tied to its current records, and re-render")
-    p.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/offline_to_online.json)")
-    p.add_argument("--markdown", type=Path, default=None, help="markdown file to update (default BENCHMARKS.md)")
+    add_flags(p, HARNESS, "out", "markdown")
     return p.parse_args(argv)
 
 
@@ -588,8 +580,7 @@ def estimate_s(run: Run, budget: Budget) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    out = args.out or (WORK / "offline_to_online-quick.json" if args.quick else RESULTS)
-    md = args.markdown or (WORK / "BENCHMARKS-offline_to_online-quick.md" if args.quick else MARKDOWN)
+    out, md = HARNESS.outputs(args)
     if args.set_reading is not None:
         data = json.loads(out.read_text())
         paragraphs = [" ".join(p.split()) for p in args.set_reading.read_text().split("\n\n") if p.strip()]
@@ -598,14 +589,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"stored {len(paragraphs)} paragraph(s) in {out}")
         args.render = True
     if args.render:
-        write_markdown(md, render_markdown(json.loads(out.read_text()), out))
-        print(f"wrote {md}")
+        HARNESS.render_stored(lambda data: render_markdown(data, out), out, md, announce=True)
         return
     base = QUICK if args.quick else FULL
     budget = Budget(seeds=args.seeds or base.seeds, offline_updates=args.offline_updates or base.offline_updates,
                     online_steps=args.online_steps or base.online_steps, offline_eval_every=base.offline_eval_every,
                     online_eval_every=base.online_eval_every, eval_episodes=base.eval_episodes)
-    datasets, methods = _split(args.task) or list(DATASETS), _split(args.method) or list(METHODS)
+    datasets, methods = split_csv(args.task) or list(DATASETS), split_csv(args.method) or list(METHODS)
     unknown = (set(datasets) - set(DATASETS)) | (set(methods) - set(METHODS))
     if unknown:
         raise SystemExit(f"unknown {sorted(unknown)}; datasets: {', '.join(DATASETS)}; methods: {', '.join(METHODS)}")
@@ -637,32 +627,21 @@ def main(argv: list[str] | None = None) -> None:
     info = {d: dataset_info(data_dir / d) for d in datasets}
     work = O2O_WORK / ("quick" if args.quick else "full")
     specs = {r.key: run_spec(r, budget, data_dir, work, args.quick, args.threads) for r in runs}
-    date = datetime.date.today().isoformat()
-    header = {"benchmark": "offline_to_online", "polyrl_version": polyrl.__version__,
-              "machine": machine_info(args.threads), "date": date, "jobs": args.jobs,
-              # seeds are per record (a run may cover fewer seeds on one dataset than on another)
-              "budget": {k: v for k, v in budget.__dict__.items() if k != "seeds"}
-              | {"threshold_margin": THRESHOLD_MARGIN, "drop_target": DROP_TARGET},
-              "datasets": info}
+    date = today()
+    header = HARNESS.header(polyrl.__version__, args.threads, date, jobs=args.jobs,
+                            # seeds are per record (a run may cover fewer seeds on one dataset than on another)
+                            budget={k: v for k, v in budget.__dict__.items() if k != "seeds"}
+                            | {"threshold_margin": THRESHOLD_MARGIN, "drop_target": DROP_TARGET},
+                            datasets=info)
     for d, i in info.items():
         print(f"{d}: {i['transitions']} transitions, behaviour score {i['behaviour_score']:.1f}, threshold "
               f"{i['threshold_score']:.1f} (return {i['threshold_return']:.0f})", flush=True)
 
-    results: dict[str, dict[str, Any]] = {}
-    todo = []
-    for r in runs:
-        res = None if args.fresh else cached(specs[r.key])
-        if res is not None:
-            results[r.key] = res
-            print(f"  {r.key:36s} done before: {summarize(r, res, info)}", flush=True)
-        elif args.publish_only:
-            print(f"  {r.key:36s} not run: left out of the records (--publish-only)", flush=True)
-        else:
-            todo.append(r)
-    eta_todo = sum(estimate_s(r, budget) for r in todo)
-    print(f"{len(runs)} runs ({len(results)} done before), {args.jobs} at a time, logs in "
-          f"{work.relative_to(ROOT)}/<run>/log.txt; rough estimate {eta_todo / 60 / max(args.jobs, 1):.0f} min",
-          flush=True)
+    by_key = {r.key: r for r in runs}
+    results, todo = reuse_finished(by_key, specs, args.fresh, 36, skip_rest=args.publish_only,
+                                   done_text=lambda key, res: f": {summarize(by_key[key], res, info)}")
+    eta_todo = sum(estimate_s(by_key[k], budget) for k in todo)
+    print(plan_line(len(runs), len(results), args.jobs, work, eta_todo), flush=True)
 
     def publish() -> None:
         records = []
@@ -674,28 +653,14 @@ def main(argv: list[str] | None = None) -> None:
                     records += make_records(d, m, got, info[d], budget, args, date)
         if records:
             data = merge_results(out, records, header)
-            write_markdown(md, render_markdown(data, out))
+            HARNESS.write_markdown(md, render_markdown(data, out))
 
     started = time.perf_counter()
-    failed: list[str] = []
-    with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
-        futures = {}
-        for r in todo:
-            futures[pool.submit(execute, specs[r.key])] = r
-        for fut in as_completed(futures):
-            r = futures[fut]
-            try:
-                results[r.key] = fut.result()
-                say(f"  {r.key:36s} {summarize(r, results[r.key], info)}  "
-                    f"[{(time.perf_counter() - started) / 60:.1f} min so far]")
-            except Exception as e:  # noqa: BLE001 - keep the other runs going; report at the end
-                failed.append(r.key)
-                say(f"  {r.key:36s} FAILED: {e}")
-            publish()
-    publish()
+    failed = run_jobs({k: functools.partial(execute, specs[k]) for k in todo}, args.jobs, results, 36,
+                      lambda key, res, minutes: f"{summarize(by_key[key], res, info)}  [{minutes:.1f} min so far]",
+                      publish, started)
     print(f"\nwrote {out} and {md} in {(time.perf_counter() - started) / 60:.1f} min", flush=True)
-    if failed:
-        raise SystemExit(f"{len(failed)} run(s) failed: {', '.join(failed)} (rerun the same command to retry them)")
+    exit_if_failed(failed)
 
 
 if __name__ == "__main__":

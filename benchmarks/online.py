@@ -6,8 +6,9 @@
     python benchmarks/online.py --render              # only regenerate BENCHMARKS.md from the JSON
 
 Both libraries get the same env, network sizes, batch size, update ratio,
-hyperparameters and seeds (``CASES`` below holds them once, library-neutral;
-``_polyrl_runner.py`` and ``_sb3_runner.py`` map them onto each library).
+hyperparameters and seeds (``CASES`` below, with the library-neutral
+hyperparameters of ``_cases.py``; ``_polyrl_runner.py`` and ``_sb3_runner.py``
+map them onto each library).
 Each measured run is a fresh subprocess with the same torch thread count;
 runs alternate polyrl, SB3, polyrl, SB3, ... and each record is the median
 over the seeds. SB3 lives in its own virtualenv (``benchmarks/.venvs/sb3``,
@@ -21,53 +22,46 @@ run are kept) and the table between ``<!-- online:start -->`` and
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
+import functools
 import math
 import os
-import platform
-import shutil
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from _results import merged_records, record_key, write_results, write_section
+from _cases import DQN_HP, PPO_HP, SAC_HP, TD3_HP  # the hyperparameters, said once for both libraries
+from _harness import (
+    BUSY_WARNING,
+    WORK,
+    Harness,
+    Peer,
+    add_flags,
+    alternate,
+    child_env,
+    csv_set,
+    fmt_number,
+    median_or_none,
+    ratio,
+    record_key,
+    round_or_none,
+    run_measured,
+    shown_path,
+    today,
+    venv_python,
+)
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-RESULTS = HERE / "results" / "online.json"
-MARKDOWN = ROOT / "BENCHMARKS.md"
-WORK = HERE / ".work"
-SB3_VENV = HERE / ".venvs" / "sb3"
 # gymnasium's MuJoCo envs also need imageio (its [mujoco] extra), which plain "gymnasium mujoco" lacks.
-SB3_PACKAGES = ("stable-baselines3", "gymnasium[mujoco]", "mujoco")
-START, END = "<!-- online:start -->", "<!-- online:end -->"
+SB3 = Peer("stable-baselines3", "SB3", "sb3", ("stable-baselines3", "gymnasium[mujoco]", "mujoco"),
+           "import json, gymnasium, mujoco, stable_baselines3, torch; gymnasium.make('Hopper-v5').close(); "
+           "print(json.dumps({'sb3': stable_baselines3.__version__, 'torch': torch.__version__, "
+           "'gymnasium': gymnasium.__version__, 'mujoco': mujoco.__version__}))")
+HARNESS = Harness("online", peer=SB3, quick_markdown_name="BENCHMARKS-quick.md")
 RUN_TIMEOUT_S = 3600
-BUSY_WARNING = 0.25  # cores used by other processes during a run above which its timing is flagged
 
-# -- the cases: hyperparameters said once, for both libraries ----------------------------------
-OFF_POLICY = dict(learning_starts=1000, batch_size=256, buffer_size=1_000_000, train_freq=1, gradient_steps=1,
-                  learning_rate=3e-4, tau=0.005, gamma=0.99, hidden=[256, 256])
-SAC_HP = dict(OFF_POLICY)
-TD3_HP = dict(OFF_POLICY, policy_delay=2, target_noise=0.2, noise_clip=0.5, exploration_noise=0.1)
-# RL Zoo's CartPole-v1 DQN. SB3 updates the target every 10 env steps; with 128 gradient steps every 256 env
-# steps that is one copy per round of updates, i.e. polyrl's target_update_interval=128 (it counts gradient
-# updates). SB3's DQN uses the plain max target, so polyrl's double-Q is switched off to run the same algorithm.
-DQN_HP = dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000, gamma=0.99,
-              target_update_env_steps=10, target_update_gradient_steps=128, train_freq=256, gradient_steps=128,
-              exploration_fraction=0.16, exploration_final_eps=0.04, max_grad_norm=10.0, double_q=False,
-              hidden=[256, 256])
-# RL Zoo's CartPole-v1 PPO; 64x64 tanh, separate actor and critic (SB3's default MlpPolicy).
-PPO_HP = dict(n_envs=8, n_steps=32, batch_size=256, n_epochs=20, gae_lambda=0.8, gamma=0.98, ent_coef=0.0,
-              learning_rate=1e-3, clip_range=0.2, anneal=True, vf_coef=0.5, max_grad_norm=0.5,
-              hidden=[64, 64], activation="tanh")
-
+# -- the cases (their hyperparameters are in _cases.py) --------------------------------------
 EVAL_EPISODES = 10
 EVAL_SEED_OFFSET = 10_000
 
@@ -134,69 +128,6 @@ NOTES = {
 }
 
 
-# -- the SB3 virtualenv ------------------------------------------------------------------------
-def venv_python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-
-
-def torch_version() -> str:
-    """The torch release polyrl runs with, without the local build tag (``2.13.0+cpu`` -> ``2.13.0``)."""
-    return metadata.version("torch").split("+")[0]
-
-
-def probe_venv(venv: Path, code: str) -> dict[str, Any] | None:
-    """Run ``code`` (which prints one JSON object of versions last) in ``venv``; None if the venv is missing or broken."""
-    py = venv_python(venv)
-    if not py.exists():
-        return None
-    proc = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def probe_sb3(venv: Path) -> dict[str, Any] | None:
-    """Versions inside the SB3 venv, or None if it is missing or broken."""
-    return probe_venv(venv, "import json, gymnasium, mujoco, stable_baselines3, torch; gymnasium.make('Hopper-v5').close(); "
-                            "print(json.dumps({'sb3': stable_baselines3.__version__, 'torch': torch.__version__, "
-                            "'gymnasium': gymnasium.__version__, 'mujoco': mujoco.__version__}))")
-
-
-def pip(venv: Path, *args: str) -> None:
-    cmd = [str(venv_python(venv)), "-m", "pip", "install", "--disable-pip-version-check", *args]
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-
-
-def ensure_venv(venv: Path, peer: str, packages: tuple[str, ...], probe: Callable[[Path], dict[str, Any] | None]) -> dict[str, Any]:
-    """Create (or repair) the virtualenv of a peer library and return its package versions (``probe``'s answer).
-
-    torch is installed first, pinned to the release polyrl uses: that takes the
-    local CPU wheel, and the peer's own torch requirement is then already met (an
-    unpinned torch would pull a multi-GB CUDA build).
-    """
-    want = torch_version()
-    versions = probe(venv)
-    if versions is not None and versions["torch"].split("+")[0] == want:
-        return versions
-    if versions is None and venv.exists():
-        print(f"{venv} exists but does not import {peer}; repairing it", flush=True)
-    if not venv_python(venv).exists():
-        shutil.rmtree(venv, ignore_errors=True)
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        print(f"creating the {peer} virtualenv at {venv}", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip(venv, f"torch=={want}")
-    pip(venv, *packages)
-    versions = probe(venv)
-    if versions is None:
-        raise SystemExit(f"the {peer} virtualenv at {venv} still fails to import; delete it and run again")
-    if versions["torch"].split("+")[0] != want:
-        print(f"WARNING: pip replaced torch {want} with {versions['torch']} in {venv} "
-              f"({peer} pins a torch range without it); the comparison is no longer same-torch", flush=True)
-    return versions
-
-
 # -- running ---------------------------------------------------------------------------------
 def run_one(lib: str, case: Case, seed: int, steps: int, threads: int, sb3_python: Path) -> dict[str, Any]:
     """One measured run in a fresh interpreter; returns the runner's result line."""
@@ -205,72 +136,8 @@ def run_one(lib: str, case: Case, seed: int, steps: int, threads: int, sb3_pytho
             "hp": case.hp, "eval_episodes": EVAL_EPISODES, "eval_seed_offset": EVAL_SEED_OFFSET,
             "threshold": case.threshold, "eval_every": case.eval_every, "run_dir": str(run_dir)}
     python, script = (sys.executable, "_polyrl_runner.py") if lib == "polyrl" else (str(sb3_python), "_sb3_runner.py")
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               OPENBLAS_NUM_THREADS=str(threads), PYTHONHASHSEED="0")
-    env.pop("PYTHONPATH", None)
     log = WORK / "logs" / f"{case.algo}-{case.task}-{lib}-s{seed}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    load = BackgroundLoad()
-    proc = subprocess.run([python, str(HERE / script), json.dumps(spec)], capture_output=True, text=True,
-                          env=env, cwd=str(HERE), timeout=RUN_TIMEOUT_S)
-    background = load.cores()
-    log.write_text(f"$ {python} {script} '{json.dumps(spec)}'\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"{lib} run {case.key} seed {seed} failed (exit {proc.returncode}); log: {log}\n{tail}")
-    result = json.loads(lines[-1])
-    result["background_load"] = background
-    return result
-
-
-class BackgroundLoad:
-    """CPU used by other processes while a run is going on, in cores (None where /proc/stat is missing).
-
-    Machine-wide busy CPU time minus the run's own (its rusage): anything well
-    above 0 means something else competed for the 2 cores and skewed the run.
-    """
-
-    def __init__(self) -> None:
-        self.busy, self.children, self.t0 = _busy_cpu_s(), _children_cpu_s(), time.perf_counter()
-
-    def cores(self) -> float | None:
-        busy = _busy_cpu_s()
-        if busy is None or self.busy is None:
-            return None
-        others = (busy - self.busy) - (_children_cpu_s() - self.children)
-        return round(max(others, 0.0) / max(time.perf_counter() - self.t0, 1e-9), 2)
-
-
-def _busy_cpu_s() -> float | None:
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def _children_cpu_s() -> float:
-    import resource
-
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
-def median_or_none(values: list[float | None], missing_is_inf: bool) -> float | None:
-    """Median of the seeds' values, or None.
-
-    With ``missing_is_inf`` (seconds-to-threshold) a missing value, i.e. an unsolved
-    seed, counts as +inf, so the median is None when most seeds did not solve.
-    """
-    if missing_is_inf:
-        values = [math.inf if v is None else v for v in values]
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    m = statistics.median(values)
-    return None if math.isinf(m) else m
+    return run_measured(python, script, spec, child_env(threads), log, f"{lib} run {case.key} seed {seed}", RUN_TIMEOUT_S)
 
 
 def make_records(case: Case, runs: dict[str, list[dict[str, Any]]], seeds: list[int], steps: int, command: str,
@@ -280,21 +147,19 @@ def make_records(case: Case, runs: dict[str, list[dict[str, Any]]], seeds: list[
         values = {lib: [r.get(metric.key) for r in runs[lib]] for lib in ("polyrl", "sb3")}
         missing_is_inf = not metric.higher_is_better
         ours, peer = median_or_none(values["polyrl"], missing_is_inf), median_or_none(values["sb3"], missing_is_inf)
-        ratio = None
-        if ours is not None and peer is not None and ours > 0 and peer > 0:
-            ratio = ours / peer if metric.higher_is_better else peer / ours
+        times_better = ratio(ours, peer, metric.higher_is_better)
         rec: dict[str, Any] = {
             "task": case.task, "algo": case.algo, "metric": metric.name, "higher_is_better": metric.higher_is_better,
-            "polyrl": _round(ours, metric.digits), "peer": _round(peer, metric.digits), "peer_name": peer_name,
-            "ratio": _round(ratio, 2), "repeats": len(seeds), "seeds": seeds, "budget": budget_text(case, steps),
+            "polyrl": round_or_none(ours, metric.digits), "peer": round_or_none(peer, metric.digits), "peer_name": peer_name,
+            "ratio": round_or_none(times_better, 2), "repeats": len(seeds), "seeds": seeds, "budget": budget_text(case, steps),
             "command": command, "date": date, "torch_threads": threads, "notes": NOTES[metric.name],
-            "runs": {"polyrl": [_round(v, metric.digits) for v in values["polyrl"]],
-                     "peer": [_round(v, metric.digits) for v in values["sb3"]]},
+            "runs": {"polyrl": [round_or_none(v, metric.digits) for v in values["polyrl"]],
+                     "peer": [round_or_none(v, metric.digits) for v in values["sb3"]]},
             "max_background_load": max((r.get("background_load") or 0.0 for lib in runs for r in runs[lib]), default=0.0),
         }
         if metric is RETURN:
             # Returns can be negative (Pendulum), where a ratio means nothing: give the difference instead.
-            rec["difference"] = _round(ours - peer, 1) if ours is not None and peer is not None else None
+            rec["difference"] = round_or_none(ours - peer, 1) if ours is not None and peer is not None else None
         if case.mode == "threshold":
             rec["solved"] = {"polyrl": f"{sum(r['solved'] for r in runs['polyrl'])}/{len(seeds)}",
                              "peer": f"{sum(r['solved'] for r in runs['sb3'])}/{len(seeds)}"}
@@ -311,11 +176,7 @@ def estimate_s(case: Case, steps: int) -> float:
     return 8.0 + case.est_s * steps / case.steps
 
 
-def _round(x: float | None, digits: int) -> float | None:
-    return None if x is None else round(float(x), digits)
-
-
-def summarize(lib: str, case: Case, res: dict[str, Any]) -> str:
+def summarize(lib: str, res: dict[str, Any], case: Case) -> str:
     if case.mode == "threshold":
         s = res["seconds_to_threshold"]
         solved = f"solved in {s:.1f} s train time at step {res['steps_to_threshold']}" if res["solved"] else "not solved"
@@ -326,34 +187,13 @@ def summarize(lib: str, case: Case, res: dict[str, Any]) -> str:
 
 
 # -- results file and BENCHMARKS.md ------------------------------------------------------------
-def machine_info(threads: int) -> dict[str, Any]:
-    model = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpus": os.cpu_count(), "cpu_model": model, "torch": torch_version(), "torch_threads": threads,
-            "python": platform.python_version(), "os": platform.platform(terse=True)}
-
-
 def merge_results(path: Path, new: list[dict[str, Any]], header: dict[str, Any]) -> dict[str, Any]:
     order = {(c.task, c.algo, m.name): i for i, (c, m) in enumerate((c, m) for c in CASES for m in c.metrics)}
-    data = dict(header, records=merged_records(path, new, lambda r: order.get(record_key(r), len(order)))[1])
-    write_results(path, data)
-    return data
+    return HARNESS.merge(path, new, header, lambda r: order.get(record_key(r), len(order)))
 
 
 METRIC_TEXT = {"updates_per_s": "gradient updates/s", "steps_per_s": "env steps/s", "return": "return at budget",
                "seconds_to_475": "seconds to return 475"}
-
-
-def _fmt(x: float | None) -> str:
-    if x is None:
-        return "n/a"
-    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.1f}" if abs(x) >= 10 else f"{x:.2f}"
 
 
 def render_markdown(data: dict[str, Any], source: Path) -> str:
@@ -361,10 +201,10 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
     peers = sorted({r["peer_name"] for r in data["records"]})
     dates = sorted({r.get("date", data.get("date", "")) for r in data["records"]})
     lines = [
-        START,
+        HARNESS.start,
         "## Online RL: polyrl vs Stable-Baselines3",
         "",
-        f"Generated by `python benchmarks/online.py` from `{source.relative_to(ROOT) if source.is_relative_to(ROOT) else source}`"
+        f"Generated by `python benchmarks/online.py` from `{shown_path(source)}`"
         " (do not edit by hand).",
         f"Date: {', '.join(dates)}. Machine: {m.get('cpus')} CPUs ({m.get('cpu_model', '?')}), torch {m.get('torch')} "
         f"with {m.get('torch_threads')} thread(s), Python {m.get('python')}. Peer: {', '.join(peers)}.",
@@ -382,7 +222,7 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
         "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in data["records"]:
-        ours, peer = _fmt(r["polyrl"]), _fmt(r["peer"])
+        ours, peer = fmt_number(r["polyrl"]), fmt_number(r["peer"])
         if "solved" in r:
             ours, peer = f"{ours} ({r['solved']['polyrl']} solved)", f"{peer} ({r['solved']['peer']} solved)"
         if r.get("ratio") is not None:
@@ -413,7 +253,7 @@ def render_markdown(data: dict[str, Any], source: Path) -> str:
         "counts as infinitely slow in the median.",
         "- DQN: RL Zoo CartPole-v1 hyperparameters; SB3's target update every 10 env steps equals polyrl's every "
         "128 gradient updates here (128 updates per 256 steps), and polyrl's double-Q is off to match SB3's DQN.",
-        END,
+        HARNESS.end,
     ]
     return "\n".join(lines) + "\n"
 
@@ -446,29 +286,14 @@ def _eval_every() -> int:
     return next(c.eval_every for c in CASES if c.mode == "threshold")
 
 
-def write_markdown(path: Path, block: str) -> None:
-    write_section(path, START, END, block)
-
-
 # -- main --------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", action="append", help="env id(s) to run (repeat or comma-separate; default: all)")
     p.add_argument("--algo", action="append", help="algorithm(s) to run: sac, ppo, td3, dqn (default: all)")
-    p.add_argument("--repeats", type=int, default=None, help="seeds per case (default 3; 1 with --quick)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads for both libraries (default 1)")
-    p.add_argument("--quick", action="store_true", help="smoke run with tiny budgets; writes under benchmarks/.work/")
-    p.add_argument("--render", action="store_true", help="only regenerate the markdown table from the results JSON")
-    p.add_argument("--setup", action="store_true", help="only create/check the SB3 virtualenv")
-    p.add_argument("--list", action="store_true", help="list the cases and exit")
-    p.add_argument("--sb3-venv", type=Path, default=SB3_VENV, help=f"SB3 virtualenv (default {SB3_VENV.relative_to(ROOT)})")
-    p.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/online.json)")
-    p.add_argument("--markdown", type=Path, default=None, help="markdown file to update (default BENCHMARKS.md)")
+    add_flags(p, HARNESS, "repeats", "threads", "quick", "render", "setup", "list", "venv", "out", "markdown",
+              render="only regenerate the markdown table from the results JSON")
     return p.parse_args(argv)
-
-
-def _split(values: list[str] | None) -> set[str] | None:
-    return None if not values else {v.strip().lower() for item in values for v in item.split(",") if v.strip()}
 
 
 def select_cases(tasks: set[str] | None, algos: set[str] | None) -> list[Case]:
@@ -490,58 +315,47 @@ def command_for(case: Case, args: argparse.Namespace, repeats: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    out = args.out or (WORK / "online-quick.json" if args.quick else RESULTS)
-    md = args.markdown or (WORK / "BENCHMARKS-quick.md" if args.quick else MARKDOWN)
+    out, md = HARNESS.outputs(args)
     if args.list:
         for c in CASES:
             print(f"{c.task:12s} {c.algo:4s} {c.steps:>7d} steps (quick {c.quick_steps}): "
                   f"{', '.join(m.name for m in c.metrics)}")
         return
     if args.render:
-        write_markdown(md, render_markdown(json.loads(out.read_text()), out))
-        print(f"wrote {md}")
+        HARNESS.render_stored(lambda data: render_markdown(data, out), out, md, announce=True)
         return
     try:
         import polyrl
     except ImportError:
         raise SystemExit("polyrl is not importable here: run this with the interpreter polyrl is installed in") from None
 
-    versions = ensure_venv(args.sb3_venv, "stable-baselines3", SB3_PACKAGES, probe_sb3)
+    versions = SB3.ensure(args)
     peer_name = f"stable-baselines3 {versions['sb3']}"
-    print(f"SB3 venv: {args.sb3_venv} ({json.dumps(versions)})", flush=True)
     if args.setup:
         return
 
-    cases = select_cases(_split(args.task), _split(args.algo))
+    cases = select_cases(csv_set(args.task), csv_set(args.algo))
     repeats = args.repeats or (1 if args.quick else 3)
     seeds = list(range(repeats))
-    date = datetime.date.today().isoformat()
-    header = {"benchmark": "online", "polyrl_version": polyrl.__version__, "machine": machine_info(args.threads),
-              "date": date, "peer_versions": versions}
+    date = today()
+    header = HARNESS.header(polyrl.__version__, args.threads, date, peer_versions=versions)
     eta = sum(2 * repeats * estimate_s(c, c.quick_steps if args.quick else c.steps) for c in cases)
     print(f"{len(cases)} case(s) x {repeats} seed(s) x 2 libraries, {args.threads} torch thread(s); "
           f"rough estimate {eta / 60:.0f} min", flush=True)
     started = time.perf_counter()
     for case in cases:
         steps = case.quick_steps if args.quick else case.steps
-        runs: dict[str, list[dict[str, Any]]] = {"polyrl": [], "sb3": []}
         print(f"\n== {case.algo.upper()} {case.task}: {budget_text(case, steps)}", flush=True)
-        for seed in seeds:
-            for lib in ("polyrl", "sb3"):  # alternate: polyrl, sb3, polyrl, sb3, ...
-                t = time.perf_counter()
-                res = run_one(lib, case, seed, steps, args.threads, venv_python(args.sb3_venv))
-                runs[lib].append(res)
-                print(f"  seed {seed} {summarize(lib, case, res)}  [{time.perf_counter() - t:.0f} s wall]", flush=True)
-                if (res["background_load"] or 0.0) > BUSY_WARNING:
-                    print(f"  WARNING: other processes used {res['background_load']:.2f} cores during this run; "
-                          "its timing is skewed (run on an idle machine)", flush=True)
+        run = functools.partial(run_one, case=case, steps=steps, threads=args.threads,
+                                sb3_python=venv_python(SB3.venv_arg(args)))
+        runs = alternate(seeds, ("polyrl", "sb3"), run, functools.partial(summarize, case=case))
         records = make_records(case, runs, seeds, steps, command_for(case, args, repeats), peer_name, date,
                                args.threads)
         for r in records:
-            print(f"  -> {r['metric']}: polyrl {_fmt(r['polyrl'])}  sb3 {_fmt(r['peer'])}  "
+            print(f"  -> {r['metric']}: polyrl {fmt_number(r['polyrl'])}  sb3 {fmt_number(r['peer'])}  "
                   f"ratio {r['ratio'] if r['ratio'] is not None else r.get('difference')}", flush=True)
         data = merge_results(out, records, header)  # written after every case: a partial run keeps what it measured
-        write_markdown(md, render_markdown(data, out))
+        HARNESS.write_markdown(md, render_markdown(data, out))
     print(f"\nwrote {out} and {md} in {(time.perf_counter() - started) / 60:.1f} min", flush=True)
 
 
