@@ -140,7 +140,6 @@ def make_data_from_run(envs: list[str], data_dir: Path, source_run: Path | None,
     ``source_run=None`` takes the SAC snapshots polyrl ships instead (``polyrl dataset make --shipped``; medium-replay
     re-runs the shipped SAC up to its medium snapshot), so the same datasets can be remade anywhere without a run."""
     import torch
-
     from polyrl.data.recipes import make_dataset
 
     torch.set_num_threads(threads)

@@ -6,7 +6,7 @@ import hashlib
 import itertools
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any, get_type_hints
+from typing import Any
 
 from polyrl import algos
 from polyrl.errors import ConfigError
@@ -41,13 +41,13 @@ def parse_grid(items: Iterable[str], algo: str) -> dict[str, list[Any]]:
     by semicolons, since each value is itself a comma list: ``hidden=64,64;256,256``.
     """
     config_cls = algos.get(algo).Config
-    hints = get_type_hints(config_cls)
+    types = {f.name: f.type for f in config_cls.flat_fields()}
     grid: dict[str, list[Any]] = {}
     for item in items:
         key, raw = parse_assignment(item, "--grid")
         if key in grid:
             raise ConfigError(f"--grid {key} is given twice; list all its values in one option ({key}=v1,v2)")
-        sep = ";" if getattr(hints.get(key), "__origin__", None) is tuple else ","
+        sep = ";" if getattr(types.get(config_cls.resolve(key)), "__origin__", None) is tuple else ","
         grid[key] = [v.strip() for v in raw.split(sep) if v.strip()]
     return typed_grid(algo, grid)
 
@@ -62,7 +62,7 @@ def typed_grid(algo: str, grid: dict[str, Sequence[Any]]) -> dict[str, list[Any]
         typed: list[Any] = []
         for v in values:
             try:
-                value = config_cls.from_dict({key: v}).to_dict()[key]
+                value = config_cls.from_dict({key: v}).to_dict()[config_cls.resolve(key)]
             except ConfigError as e:
                 raise ConfigError(f"--grid {key}: {e}") from None
             if value not in typed:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from polyrl import algos
+from polyrl.config import field_docs
 from polyrl.errors import ConfigError
 from polyrl.io import write_json_atomic
 from polyrl.sweep.grid import config_label, expand, parse_seeds, trial_name, typed_grid
@@ -52,10 +53,10 @@ def settings_options() -> list[SettingOption]:
     """The TrainSettings fields a sweep takes as options, in declaration order, with their sweep defaults and docstrings.
 
     The docstrings are read with the parser every algorithm ``Config`` uses
-    (``AlgoConfig.field_docs``), as the documentation's field tables do.
+    (:func:`polyrl.config.field_docs`), as the documentation's field tables do.
     """
     hints = get_type_hints(TrainSettings)
-    docs = algos.AlgoConfig.field_docs.__func__(TrainSettings)  # type: ignore[attr-defined]
+    docs = field_docs(TrainSettings)
     return [SettingOption(f.name, hints[f.name], SETTINGS_DEFAULTS.get(f.name, f.default), docs.get(f.name, ""))
             for f in dataclasses.fields(TrainSettings) if f.name not in SETTINGS_FIXED]
 
@@ -210,9 +211,9 @@ def checked_sweep(algo: str, env: str | None, seeds: Iterable[int] | str, grid: 
     if not seed_list:
         raise ConfigError("no seeds given; e.g. --seeds 0-4")
     fixed = cls.Config.from_dict(dict(config or {})).to_dict()
-    fixed = {k: fixed[k] for k in (config or {})}
+    fixed = {k: fixed[cls.Config.resolve(k)] for k in (config or {})}
     typed = typed_grid(algo, dict(grid or {}))
-    both = sorted(set(typed) & set(fixed))
+    both = sorted({cls.Config.resolve(k) for k in typed} & {cls.Config.resolve(k) for k in fixed})
     if both:
         raise ConfigError(f"{', '.join(both)} is both fixed (--set) and swept (--grid); give it once")
     for values in expand(typed):  # every combination must make a valid Config before any trial starts
