@@ -245,6 +245,17 @@ class ModelSACState(SACState):
     """1 once the ensemble has been fitted."""
 
 
+def sac_act(actor: GaussianPolicy, obs: Tensor, *, deterministic: bool) -> Tensor:
+    """The SAC family's actions: the squashed Gaussian's mode, or a sample."""
+    dist = actor(obs)
+    return dist.mode() if deterministic else dist.sample()
+
+
+def build_model_sac_state(c: Any, spec: EnvSpec, device: torch.device) -> ModelSACState:
+    """SAC's state plus a fresh dynamics ensemble configured by the config's ``model`` section (MBPO, MOPO)."""
+    return with_dynamics(build_sac_state(c, spec, device), c.model.dynamics_config(), spec, device)
+
+
 def with_dynamics(state: SACState, dynamics: DynamicsConfig, spec: EnvSpec, device: torch.device) -> ModelSACState:
     """``state`` extended with a fresh dynamics ensemble configured by ``dynamics``."""
     model = DynamicsEnsemble(spec.obs_dim, spec.action_dim, dynamics).to(device)

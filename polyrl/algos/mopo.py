@@ -39,10 +39,10 @@ from polyrl.config import FinetuneConfig, ModelRolloutConfig
 from polyrl.families import (
     ModelSACState,
     SACParams,
-    build_sac_state,
+    build_model_sac_state,
+    sac_act,
     sac_step,
     sac_target_entropy,
-    with_dynamics,
 )
 from polyrl.types import TransitionBatch
 
@@ -85,14 +85,13 @@ class MOPO(Algorithm):
     state: ModelSACState
 
     def build(self) -> ModelSACState:
-        self.model_metrics: dict[str, float] = {}
+        self.model_metrics: dict[str, float] = {}  # the model source's latest fit and rollout statistics
         self.target_entropy = sac_target_entropy(self.cfg, self.spec)
-        return with_dynamics(build_sac_state(self.cfg, self.spec, self.device), self.cfg.model.dynamics_config(), self.spec, self.device)
+        return build_model_sac_state(self.cfg, self.spec, self.device)
 
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
-        dist = self.state.actor(obs)
-        return dist.mode() if deterministic else dist.sample()
+        return sac_act(self.state.actor, obs, deterministic=deterministic)
 
     @property
     def max_rollout_horizon(self) -> int:

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from polyrl.algos.base import Algorithm
 from polyrl.config import OffPolicyConfig
-from polyrl.families import SACParams, SACState, build_sac_state, sac_step, sac_target_entropy
+from polyrl.families import SACParams, SACState, build_sac_state, sac_act, sac_step, sac_target_entropy
 from polyrl.types import TransitionBatch
 
 
@@ -49,8 +49,7 @@ class SAC(Algorithm):
 
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
-        dist = self.state.actor(obs)
-        return dist.mode() if deterministic else dist.sample()
+        return sac_act(self.state.actor, obs, deterministic=deterministic)
 
     def update(self, batch: TransitionBatch) -> dict[str, float | Tensor]:
         c = self.cfg
