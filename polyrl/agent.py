@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polyrl import algos
+from polyrl import algos, seeding
 from polyrl._version import __version__
 from polyrl.algos.base import env_copies, episode_policy, preference_policy
 from polyrl.clock import Clock
@@ -124,7 +124,7 @@ class Agent:
         self._env_arg = env  # as given: a "module:Id" keeps its module, so loading the checkpoint imports it again
         probe.close()
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(self.seed)  # network init depends on the seed only, not on the caller's RNG
+            torch.manual_seed(seeding.stream(self.seed, "init"))  # network init depends on the seed only, not on the caller's RNG
             self.algo = self.algo_cls(self.cfg, self.spec, self.device, clock=Clock())
         self.obs_norm = RunningNorm(self.spec.obs_shape, enabled=self.cfg.normalize_obs).to(self.device)
         if self.dataset is not None:
@@ -274,7 +274,7 @@ class Agent:
             with torch.no_grad():
                 return policy(self.obs_norm(torch.as_tensor(obs, device=self.device))).cpu().numpy()
 
-        return run_episodes(env, act, episodes, self.seed + 10_000 if seed is None else seed, gamma=gamma, weights=weights)
+        return run_episodes(env, act, episodes, seeding.stream(self.seed, "eval") if seed is None else seed, gamma=gamma, weights=weights)
 
     def _preference(self, preference: Any) -> np.ndarray:
         """Validate a preference over the env's objectives: ``K`` non-negative weights, normalised to sum to 1."""
@@ -411,7 +411,7 @@ def build_run(agent: Agent) -> RunParts:
     source = make_source(algo, agent.obs_norm, env, agent.seed, agent.dataset)
     evaluator = Evaluator(
         report=agent.evaluate,
-        for_algo=lambda policy, episodes, gamma=1.0: agent.evaluate_policy(policy, episodes, seed=agent.seed + 30_000, gamma=gamma),
+        for_algo=lambda policy, episodes, gamma=1.0: agent.evaluate_policy(policy, episodes, seed=seeding.stream(agent.seed, "algo_eval"), gamma=gamma),
         env_id=agent.env_id)
     checkpointer = Checkpointer(run_dir=agent.ensure_run_dir, write=lambda step, keep: agent.write_run_checkpoint(step, keep=keep),
                                 latest=agent.latest_checkpoint)

@@ -26,6 +26,7 @@ from typing import Any
 
 from rich.console import Console
 
+from polyrl import seeding
 from polyrl.errors import ConfigError
 from polyrl.io import write_json_atomic
 from polyrl.runs import STAGES
@@ -213,7 +214,7 @@ class Pipeline:
         phases = []
         for name, path in (("offline", self.run_dir / "handoff"), ("online", self.run_dir)):
             agent = polyrl.load(path, resume=False)
-            res = agent.evaluate(c.eval_episodes, seed=c.seed + 20_000)
+            res = agent.evaluate(c.eval_episodes, seed=seeding.stream(c.seed, "final_eval"))
             agent.close()
             score = None if ref is None else 100.0 * (res.mean_return - ref["random"]) / (ref["expert"] - ref["random"])
             phases.append({"name": name, "return": res.mean_return, "return_std": res.std_return, "score": score})

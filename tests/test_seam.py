@@ -109,7 +109,7 @@ def test_single_algorithm_hooks_are_opt_in():
 # functions count; imports under ``if TYPE_CHECKING:`` do not (they are annotations only).
 
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "types", "io", "_version", "clock", "runs"),
+    ("errors", "types", "io", "_version", "clock", "runs", "seeding"),
     ("returns", "losses", "nets", "envs", "optim", "morl"),
     ("data", "models"),
     ("config", "families"),

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from polyrl import seeding
 from polyrl.data.collect import collect
 from polyrl.data.dataset import Dataset
 from polyrl.errors import ConfigError
@@ -86,7 +87,7 @@ def _source_run(env_id: str, train_steps: int, eval_every: int, seed: int, root:
         agent.learn(min(eval_every, train_steps - agent.algo.env_steps), progress=progress, eval_every=0,
                     eval_episodes=0, tensorboard=False, keep_checkpoints=1)
         step = agent.algo.env_steps
-        ret = agent.evaluate(10, seed=seed + 777).mean_return
+        ret = agent.evaluate(10, seed=seeding.stream(seed, "snapshot_eval")).mean_return
         agent.save(run / "snapshots" / f"step_{step:010d}", resume=False)
         snapshots.append({"step": step, "return": ret, "path": f"snapshots/step_{step:010d}"})
     buf = agent.trainer.source.buffer  # type: ignore[union-attr]
@@ -122,7 +123,7 @@ def _snapshots_of_run(env_id: str, source_run: Path, seed: int, root: Path) -> P
         agent = polyrl.load(ckpt, resume=False)
         if agent.env_id != env_id:
             raise ConfigError(f"{source_run} was trained on {agent.env_id}, not {env_id}; pass a run of {env_id}")
-        snapshots.append({"step": int(agent.algo.env_steps), "return": agent.evaluate(10, seed=seed + 777).mean_return,
+        snapshots.append({"step": int(agent.algo.env_steps), "return": agent.evaluate(10, seed=seeding.stream(seed, "snapshot_eval")).mean_return,
                           "path": str(ckpt), "algo": agent.algo_cls.name})
         agent.close()
     random_return = float(np.mean([r for r, _ in random_returns(env_id, seed)]))
@@ -269,7 +270,7 @@ def make_dataset(name: str, steps: int, *, train_steps: int = 100_000, eval_ever
     env_id, recipe = parse(name)
     base: dict[str, Any] = {"recipe": recipe, "dataset_name": name, "seed": seed}
     if recipe == "random":
-        return _named(collect(env_id, steps, seed=seed + 1, provenance=base), name)
+        return _named(collect(env_id, steps, seed=seeding.stream(seed, "recipe_random"), provenance=base), name)
     if shipped:
         if source_run is not None:
             raise ConfigError("pass either shipped snapshots or a source run, not both")
@@ -296,12 +297,13 @@ def make_dataset(name: str, steps: int, *, train_steps: int = 100_000, eval_ever
             "recipe": tag, "policy": f"{snap.get('algo', 'sac')}@{snap['step']}", "policy_eval_return": snap["return"]})
 
     if recipe == "expert":
-        return _named(rollout(expert, steps, seed + 2, "expert"), name)
+        return _named(rollout(expert, steps, seeding.stream(seed, "recipe_expert"), "expert"), name)
     if recipe == "medium":
-        return _named(rollout(medium, steps, seed + 3, "medium"), name)
+        return _named(rollout(medium, steps, seeding.stream(seed, "recipe_medium"), "medium"), name)
     if recipe == "medium-expert":
         half = steps // 2
-        parts = [rollout(medium, half, seed + 3, "medium"), rollout(expert, steps - half, seed + 2, "expert")]
+        parts = [rollout(medium, half, seeding.stream(seed, "recipe_medium"), "medium"),
+                 rollout(expert, steps - half, seeding.stream(seed, "recipe_expert"), "expert")]
         return _named(Dataset.concatenate(parts, meta=parts[0].meta | {"recipe": "medium-expert", "policy": "medium+expert",
                                                                          "medium_step": medium["step"], "expert_step": expert["step"]}), name)
     # medium-replay: everything the run stored up to the medium snapshot

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 import polyrl
+from polyrl import seeding
 from polyrl.data.scores import Reference
 from polyrl.errors import ConfigError
 from polyrl.jobs.recipes import random_returns
@@ -25,7 +26,7 @@ def measure_reference(env_id: str, expert_run: str | Path, *, episodes: int = 10
     agent = polyrl.load(expert_run, device=device, resume=False)
     if agent.env_id != env_id:
         raise ConfigError(f"{expert_run} was trained on {agent.env_id}, not {env_id}; pass an expert run of {env_id}")
-    expert = agent.evaluate(episodes, seed=seed + 20_000)
+    expert = agent.evaluate(episodes, seed=seeding.stream(seed, "final_eval"))
     agent.close()
     rand = [r for r, _ in random_returns(env_id, seed, episodes)]
     return Reference(float(np.mean(rand)), expert.mean_return, "polyrl", {

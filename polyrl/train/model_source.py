@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from polyrl import seeding
 from polyrl.algos.base import Algorithm, ModelBasedLearner, OnlineModelLearner, require
 from polyrl.config import DataConfig, ModelRolloutConfig, ReplayConfig, rollout_schedule  # noqa: F401  (rollout_schedule: re-exported)
 from polyrl.data import Dataset, ReplayBuffer
@@ -73,8 +74,8 @@ class ModelSource:
             self.real = None
             self.real_buffer = dataset.buffer(spec, algo.device)
         self.generator = torch.Generator(device=algo.device)
-        self.generator.manual_seed(seed + 7919)
-        self.fit_generator = torch.Generator().manual_seed(seed + 104_729)  # CPU: holdout split and bootstraps
+        self.generator.manual_seed(seeding.stream(seed, "model_rollout"))
+        self.fit_generator = torch.Generator().manual_seed(seeding.stream(seed, "model_fit"))  # CPU: holdout split and bootstraps
         self.round_capacity = cfg.rollout_batch_size * self.learner.max_rollout_horizon
         self.model = ReplayBuffer(cfg.retain_rounds * self.round_capacity, spec.obs_shape, (spec.action_dim,),
                                   device=algo.device)

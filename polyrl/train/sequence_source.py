@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from polyrl import seeding
 from polyrl.algos.base import Algorithm, RecurrentLearner, require
 from polyrl.config import SequenceReplayConfig
 from polyrl.data import ReplayBuffer
@@ -74,9 +75,9 @@ class SequenceReplaySource:
         self.episode_start = np.zeros(n, dtype=np.int64)  # value of ``added`` when each env's episode began
         self.first = np.ones(n, dtype=bool)  # the next observation starts an episode (for the policy's state)
         self.carry: Any = None
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(seeding.stream(seed, "sampling"))
         self.generator = torch.Generator(device=algo.device)
-        self.generator.manual_seed(seed)
+        self.generator.manual_seed(seeding.stream(seed, "sampling"))
 
     def collect(self, obs: np.ndarray) -> tuple[int, np.ndarray]:
         algo, env, clock = self.algo, self.env, self.clock

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from polyrl import seeding
 from polyrl.algos.base import Algorithm, OnPolicyLearner, require
 from polyrl.config import DataConfig, ModelRolloutConfig, OnlineReplayConfig, ReplayConfig, RolloutConfig
 from polyrl.data import Dataset, ReplayBuffer, Rollout, RolloutBuffer
@@ -192,9 +193,9 @@ class ReplaySource:
         self.buffer = ReplayBuffer(self.sched.buffer_size, spec.obs_shape, () if self.discrete else (spec.action_dim,),
                                    n_envs=env.num_envs, discrete=self.discrete, device=algo.device)
         self.offline = dataset.buffer(spec, algo.device) if dataset is not None and self.sched.offline_ratio > 0 else None
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(seeding.stream(seed, "sampling"))
         self.generator = torch.Generator(device=algo.device)
-        self.generator.manual_seed(seed)
+        self.generator.manual_seed(seeding.stream(seed, "sampling"))
 
     def collect(self, obs: np.ndarray) -> tuple[int, np.ndarray]:
         algo, env, clock = self.algo, self.env, self.clock
@@ -256,7 +257,7 @@ class DatasetSource:
         self.gamma = algo.cfg.gamma
         self.buffer = dataset.buffer(algo.spec, algo.device)
         self.generator = torch.Generator(device=algo.device)
-        self.generator.manual_seed(seed)
+        self.generator.manual_seed(seeding.stream(seed, "sampling"))
 
     def collect(self, obs: np.ndarray | None) -> tuple[int, np.ndarray | None]:
         return 0, obs

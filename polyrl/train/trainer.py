@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from polyrl import seeding
 from polyrl.algos.base import Algorithm, OfflineSelection, RoundHook, RunFileWriter
 from polyrl.clock import Clock
 from polyrl.data.scores import reference
@@ -59,7 +60,7 @@ class TrainSettings:
 
 def derived_seed(seed: int, step: int) -> int:
     """Env reset seed after a checkpoint at ``step`` (same for an uninterrupted and a resumed run)."""
-    return (seed * 1_000_003 + step) % (2**31 - 1)
+    return seeding.checkpoint_reset(seed, step)
 
 
 def rng_state() -> dict[str, Any]:
@@ -169,8 +170,8 @@ class Trainer:
         self.seed, self.title = parts.seed, parts.title
         self.online = self.algo.online
         self.phase = "online" if self.online else "offline"
-        self.obs: np.ndarray | None = self.env.reset(self.seed) if self.env is not None else None
-        self.rng = seeded_rng_state(self.seed + 1)
+        self.obs: np.ndarray | None = self.env.reset(seeding.stream(self.seed, "train_envs")) if self.env is not None else None
+        self.rng = seeded_rng_state(seeding.stream(self.seed, "trainer"))
         self._running = False
         self.target = 0
         self.elapsed = 0.0  # wall-clock seconds spent in run(), across resumes
