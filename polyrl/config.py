@@ -62,7 +62,14 @@ class Section:
 
     @classmethod
     def flat_fields(cls) -> list[FlatField]:
-        """Every settable field, sections flattened, in declaration order."""
+        """Every settable field, sections flattened, in declaration order (computed once per class)."""
+        cached = _FLAT.get(cls)
+        if cached is None:
+            cached = _FLAT[cls] = cls._flat_fields()
+        return list(cached)
+
+    @classmethod
+    def _flat_fields(cls) -> list[FlatField]:
         out: list[FlatField] = []
         docs, hints = field_docs(cls), get_type_hints(cls)
         for f in fields(cls):
@@ -187,8 +194,19 @@ def _flatten_input(cls: type, values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_FLAT: dict[type, list[FlatField]] = {}
+_DOCS: dict[type, dict[str, str]] = {}
+
+
 def field_docs(cls: type) -> dict[str, str]:
-    """Field name -> the docstring under it, for any dataclass (its bases included), read from the class source."""
+    """Field name -> the docstring under it, for any dataclass (its bases included), read from the class source
+    (once per class: a class's source does not change while it exists)."""
+    if cls not in _DOCS:
+        _DOCS[cls] = _read_field_docs(cls)
+    return dict(_DOCS[cls])
+
+
+def _read_field_docs(cls: type) -> dict[str, str]:
     import ast
     import inspect
 
