@@ -18,7 +18,7 @@ from typing import Any, get_type_hints
 
 from polyrl import algos
 from polyrl._version import __version__
-from polyrl.config import _is_section
+from polyrl.config import _is_section, add_options
 from polyrl.errors import ConfigError, PolyrlError
 
 TRAIN_USAGE = "polyrl train ALGO [ENV] [--env ID] [--dataset PATH] [--steps N] [--seed S] [--run-dir DIR] [--<config-field> V ...]"
@@ -74,20 +74,10 @@ def _train_parser(algo_name: str | None) -> argparse.ArgumentParser:
 
 
 def add_settings_options(group: Any) -> None:
-    """One option per :class:`~polyrl.train.TrainSettings` field, with its docstring and default (said once, there):
-    ``--eval-every N`` for an int, ``--no-progress`` for a setting that is on by default."""
-    from polyrl.config import field_docs
+    """One option per :class:`~polyrl.train.TrainSettings` field (:func:`polyrl.config.add_options`)."""
     from polyrl.train import TrainSettings
 
-    docs, hints = field_docs(TrainSettings), get_type_hints(TrainSettings)
-    for f in dataclasses.fields(TrainSettings):
-        flag, text = f.name.replace("_", "-"), docs.get(f.name, "").replace("%", "%%")
-        if hints[f.name] is bool:
-            group.add_argument(f"--no-{flag}", dest=f"set__{f.name}", action="store_const", const=False, default=f.default,
-                               help=f"turn off: {text}" if f.default else text)
-        else:
-            group.add_argument(f"--{flag}", dest=f"set__{f.name}", type=hints[f.name], default=f.default, metavar="N",
-                               help=f"{text} (default {f.default})")
+    add_options(group, TrainSettings, dest_prefix="set__")
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
@@ -407,27 +397,11 @@ def cmd_sweep(argv: Sequence[str]) -> int:
 def cmd_pipeline(argv: Sequence[str]) -> int:
     from polyrl.pipeline import RECIPE_SOURCES, Pipeline, PipelineConfig, config_from_args
 
-    d = PipelineConfig()
     p = argparse.ArgumentParser(prog="polyrl pipeline", description=(
         "The main job: make or load a dataset, train offline, evaluate the candidate policies offline (OPE), "
         "fine-tune online, evaluate, and write report.html. Rerun the same command to resume; finished stages are skipped."))
-    p.add_argument("--env", default=None, help=f"environment (default {d.env})")
-    p.add_argument("--dataset", default=None, help="training data, polyrl or Minari (default: made with --recipe)")
-    p.add_argument("--recipe", default=None, help=f"recipe when no dataset is given: random, medium, medium-replay, expert, medium-expert (default {d.recipe})")
-    p.add_argument("--recipe-transitions", type=int, default=None, help=f"transitions of the recipe's dataset (default {d.recipe_transitions})")
-    p.add_argument("--recipe-source", default=None, choices=RECIPE_SOURCES,
-                   help=f"the recipe's policies: polyrl's shipped SAC snapshots, a SAC run trained here, or auto: shipped where "
-                   f"polyrl has them (Hopper-v5) (default {d.recipe_source})")
-    p.add_argument("--recipe-train-steps", type=int, default=None, help=f"env steps of the SAC run behind the recipe, when trained (default {d.recipe_train_steps})")
-    p.add_argument("--algo", default=None, help=f"unio4, iql, td3bc or prdc (default {d.algo})")
-    p.add_argument("--offline-steps", type=int, default=None, help=f"offline gradient updates (default {d.offline_steps})")
-    p.add_argument("--online-steps", type=int, default=None, help=f"online fine-tuning env steps (default {d.online_steps})")
-    p.add_argument("--eval-every", type=int, default=None, help=f"online env steps between evaluations (default {d.eval_every})")
-    p.add_argument("--offline-evals", type=int, default=None, help=f"evaluations during offline training (default {d.offline_evals})")
-    p.add_argument("--eval-episodes", type=int, default=None, help=f"episodes per evaluation (default {d.eval_episodes})")
-    p.add_argument("--ope-rollouts", type=int, default=None, help=f"model rollouts per candidate (default {d.ope_rollouts})")
-    p.add_argument("--ope-model-epochs", type=int, default=None, help=f"max epochs of the OPE dynamics model (default {d.ope_model_epochs})")
-    p.add_argument("--seed", type=int, default=None, help=f"seed (default {d.seed})")
+    # one option per PipelineConfig field (not given: the field's default), and --set for the algorithm's fields
+    add_options(p, PipelineConfig, skip=("algo_config",), choices={"recipe_source": RECIPE_SOURCES}, given_only=True)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=V", help="an algorithm config field (repeatable)")
     p.add_argument("--run-dir", default=None, help="run directory (default runs/pipeline-<algo>-<env>-s<seed>)")
     p.add_argument("--no-progress", action="store_true", help="no progress display")
@@ -438,7 +412,8 @@ def cmd_pipeline(argv: Sequence[str]) -> int:
         if not sep:
             raise ConfigError(f"--set expects FIELD=VALUE, got {item!r}")
         algo_config[key.strip().replace("-", "_")] = value
-    cfg = config_from_args(vars(args) | {"algo_config": algo_config})
+    cfg = config_from_args({k: v for k, v in vars(args).items() if k not in ("set", "run_dir", "no_progress")}
+                           | {"algo_config": algo_config})
     if algo_config:  # validate and type the fields now, not after the dataset stage
         config_cls = algos.get(cfg.algo).Config
         typed = config_cls.from_dict(algo_config).to_dict()

@@ -434,3 +434,40 @@ def rollout_schedule(epoch: int, *, min_length: int, max_length: int, min_epoch:
     frac = (epoch - min_epoch) / (max_epoch - min_epoch)
     k = min_length + frac * (max_length - min_length)
     return int(min(max(k, min(min_length, max_length)), max(min_length, max_length)))
+
+
+def add_options(group: Any, cls: type, *, dest_prefix: str = "", defaults: dict[str, Any] | None = None,
+                skip: tuple[str, ...] = (), choices: dict[str, tuple[str, ...]] | None = None, given_only: bool = False) -> list[str]:
+    """One ``argparse`` option per field of the dataclass ``cls``, its type, default and docstring read from the class,
+    so a setting is said once, where it is declared: ``--eval-every N`` for a value, ``--no-progress`` for a bool
+    that is on by default (``--flag`` for one that is off). The CLI of ``polyrl train`` (run settings), of
+    ``polyrl pipeline`` and of ``polyrl sweep`` are generated with it.
+
+    ``defaults`` overrides a field's default; ``skip`` leaves fields out; ``choices`` restricts string fields; with
+    ``given_only`` an option that is not given is absent from the parsed namespace (``argparse.SUPPRESS``), so the
+    default stays with the class. Returns the ``dest`` of each option (``dest_prefix`` + field name).
+    """
+    import argparse
+
+    docs, hints = field_docs(cls), get_type_hints(cls)
+    dests = []
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        typ = hints[f.name]
+        args = getattr(typ, "__args__", ())
+        if type(None) in args:  # Optional[X]: the option takes an X
+            typ = next(a for a in args if a is not type(None))
+        default = (defaults or {}).get(f.name, f.default)
+        flag, dest = f.name.replace("_", "-"), dest_prefix + f.name
+        text = docs.get(f.name, "").replace("%", "%%")  # argparse %-formats help strings
+        unset = argparse.SUPPRESS if given_only else default
+        if typ is bool:
+            group.add_argument(f"--no-{flag}" if default else f"--{flag}", dest=dest, action="store_const", const=not default,
+                               default=unset, help=f"{text} (on by default; this flag turns it off)" if default else text)
+        else:
+            group.add_argument(f"--{flag}", dest=dest, type=typ if typ in (int, float, str) else str, default=unset,
+                               choices=(choices or {}).get(f.name), metavar=None if (choices or {}).get(f.name) else "V",
+                               help=f"{text} (default {default})")
+        dests.append(dest)
+    return dests

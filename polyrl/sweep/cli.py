@@ -2,9 +2,9 @@
 
 The trial settings' flags (``--eval-every``, ``--checkpoint-every``,
 ``--no-tensorboard``, ...) are generated from ``TrainSettings`` by
-:func:`~polyrl.sweep.spec.settings_options`, with its defaults and
-docstrings; a flag that is not given is not passed, so the default stays
-where it is stated.
+:func:`polyrl.config.add_options` (the generator ``polyrl train`` and ``polyrl pipeline``
+use too), with the sweep's own defaults (:data:`~polyrl.sweep.spec.SETTINGS_DEFAULTS`); a flag that
+is not given is not passed, so the default stays where it is stated.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import json
 import sys
 from collections.abc import Sequence
 
+from polyrl.config import add_options
 from polyrl.sweep.grid import parse_assignment, parse_grid, parse_seeds
-from polyrl.sweep.spec import settings_options
+from polyrl.sweep.spec import SETTINGS_DEFAULTS, SETTINGS_FIXED
 from polyrl.sweep.summary import format_summary, json_safe
+from polyrl.train import TrainSettings
 
 USAGE = ("polyrl sweep ALGO --env ID --seeds 0-9 [--grid FIELD=V1,V2 ...] [--set FIELD=V ...] [--steps N] "
          "[--search optuna --trials N] [--metric eval/return] [--address ray://HOST:PORT] [--run-dir DIR]")
@@ -25,20 +27,7 @@ USAGE = ("polyrl sweep ALGO --env ID --seeds 0-9 [--grid FIELD=V1,V2 ...] [--set
 def _add_settings_options(p: argparse.ArgumentParser) -> list[str]:
     """A flag per TrainSettings option (``--no-<field>`` for a field that is on by default); returns their ``dest``s."""
     group = p.add_argument_group("trial settings", "fields of polyrl.train.TrainSettings, the same in every trial")
-    options = settings_options()
-    for option in options:
-        flag = option.name.replace("_", "-")
-        # argparse %-formats help strings: a literal % in a docstring must be doubled
-        doc = option.doc.rstrip(".").replace("%", "%%")
-        if option.type is bool and option.default:
-            group.add_argument(f"--no-{flag}", dest=option.name, action="store_false", default=argparse.SUPPRESS,
-                               help=f"{doc}: on by default, off with this flag")
-        elif option.type is bool:
-            group.add_argument(f"--{flag}", dest=option.name, action="store_true", default=argparse.SUPPRESS, help=doc)
-        else:
-            group.add_argument(f"--{flag}", dest=option.name, type=option.type, default=argparse.SUPPRESS,
-                               help=f"{doc} (default {option.default})")
-    return [option.name for option in options]
+    return add_options(group, TrainSettings, defaults=SETTINGS_DEFAULTS, skip=tuple(SETTINGS_FIXED), given_only=True)
 
 
 def cli_main(argv: Sequence[str]) -> int:
