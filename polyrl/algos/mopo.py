@@ -69,6 +69,9 @@ class MOPOConfig(SACParams, FinetuneConfig):
     RETIRED_WHY = ("MOPO had SAC's replay fields but never read them: offline it makes one update per dataset/model "
                    "batch (data_batch_size), and online it reads the online_* fields")
 
+    normalize_obs: bool = False
+    """Standardise observations with the dataset's statistics. Off, unlike the other offline algorithms: the default
+    MOPO has had since its first release (its dynamics ensemble standardises its own inputs either way)."""
     model: MOPORollouts = MOPORollouts()
     """The dynamics ensemble fitted to the dataset, and its rollouts."""
 
