@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, is_dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -128,7 +128,8 @@ class Algorithm(abc.ABC):
 
     # -- derived from the declared state -------------------------------------------------------
     def _items(self) -> list[tuple[str, Any]]:
-        return [(f.name, getattr(self.state, f.name)) for f in fields(self.state)]
+        """``(name, value)`` of every declared field; a nested dataclass's fields are ``<outer>_<inner>``."""
+        return _state_items(self.state, "")
 
     def modules(self) -> dict[str, nn.Module]:
         return {k: v for k, v in self._items() if isinstance(v, nn.Module)}
@@ -173,6 +174,17 @@ class Algorithm(abc.ABC):
     def train(self, mode: bool = True) -> None:
         for m in self.modules().values():
             m.train(mode)
+
+
+def _state_items(state: Any, prefix: str) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for f in fields(state):
+        value = getattr(state, f.name)
+        if is_dataclass(value) and not isinstance(value, type):
+            out += _state_items(value, f"{prefix}{f.name}_")
+        else:
+            out.append((prefix + f.name, value))
+    return out
 
 
 def regime_is_online(regime: str) -> bool:

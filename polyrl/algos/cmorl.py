@@ -159,6 +159,27 @@ REF_POINTS: dict[str, tuple[float, ...]] = {
 
 
 @dataclass
+class ArchiveSlots:
+    """The policies of the Pareto archive, one slot each (``C = archive_size + 1``: a newcomer is stored before the
+    archive prunes). These tensors are the archive's persistent truth; :class:`~polyrl.morl.ParetoArchive` is
+    rebuilt from them for each decision."""
+
+    obs_stats: Tensor
+    """``[C, 3, O]`` the observation statistics each archived policy acted with."""
+    actor: EnsembleMLP
+    log_std: Tensor
+    critic: EnsembleMLP
+    value: Tensor
+    """``[C, K]`` evaluated (``eval_gamma``-discounted) return vector of each archive slot."""
+    id: Tensor
+    """``[C]`` insertion id of each slot (-1: empty)."""
+    stage: Tensor
+    """``[C]`` the stage (1 or 2) whose snapshot the slot holds."""
+    selected: Tensor
+    """``[C]`` 1 once a slot's policy was selected for extension."""
+
+
+@dataclass
 class CMORLState:
     actor: EnsembleMLP
     """``P`` actors: logits (Discrete) or Gaussian means (Box)."""
@@ -183,19 +204,8 @@ class CMORLState:
     """``[3, K]`` count, mean and M2 of the discounted returns (Welford)."""
     obs_stats: Tensor
     """``[P, 3, O]`` each member's observation count, mean and M2 (Welford), for its input normalisation."""
-    archive_obs_stats: Tensor
-    """``[C, 3, O]`` the observation statistics each archived policy acted with."""
-    archive_actor: EnsembleMLP
-    archive_log_std: Tensor
-    archive_critic: EnsembleMLP
-    archive_value: Tensor
-    """``[C, K]`` evaluated (``eval_gamma``-discounted) return vector of each archive slot."""
-    archive_id: Tensor
-    """``[C]`` insertion id of each slot (-1: empty)."""
-    archive_stage: Tensor
-    """``[C]`` the stage (1 or 2) whose snapshot the slot holds."""
-    archive_selected: Tensor
-    """``[C]`` 1 once a slot's policy was selected for extension."""
+    archive: ArchiveSlots
+    """The Pareto archive's ``C`` slots (saved as ``archive_<field>``)."""
     queue: Tensor
     """``[Q, 3]`` pending extension tasks: (archive slot, archive id, objective); -1 rows are empty."""
     next_id: Tensor
@@ -245,12 +255,11 @@ class CMORL(Algorithm):
             task_updates=torch.zeros(p, dtype=torch.long, device=dev),
             return_acc=torch.zeros(p * c.n_envs, k, device=dev),
             return_stats=torch.tensor([[0.0] * k, [0.0] * k, [0.0] * k], device=dev),
-            obs_stats=torch.zeros(p, 3, spec.obs_dim, device=dev), archive_obs_stats=torch.zeros(cap, 3, spec.obs_dim, device=dev),
-            archive_actor=actor(cap).requires_grad_(False), archive_log_std=torch.zeros(cap, a, device=dev),
-            archive_critic=critic(cap).requires_grad_(False),
-            archive_value=torch.zeros(cap, k, device=dev), archive_id=torch.full((cap,), -1, dtype=torch.long, device=dev),
-            archive_stage=torch.zeros(cap, dtype=torch.long, device=dev),
-            archive_selected=torch.zeros(cap, dtype=torch.long, device=dev),
+            obs_stats=torch.zeros(p, 3, spec.obs_dim, device=dev), archive=ArchiveSlots(
+                obs_stats=torch.zeros(cap, 3, spec.obs_dim, device=dev), actor=actor(cap).requires_grad_(False),
+                log_std=torch.zeros(cap, a, device=dev), critic=critic(cap).requires_grad_(False),
+                value=torch.zeros(cap, k, device=dev), id=torch.full((cap,), -1, dtype=torch.long, device=dev),
+                stage=torch.zeros(cap, dtype=torch.long, device=dev), selected=torch.zeros(cap, dtype=torch.long, device=dev)),
             queue=torch.full((n_sel * k, 3), -1, dtype=torch.long, device=dev),
             next_id=torch.zeros((), dtype=torch.long, device=dev))
 
@@ -295,31 +304,31 @@ class CMORL(Algorithm):
         return self.state.critic(self._normalize(self._members(obs), self.state.obs_stats)).flatten(0, 1)
 
     def archive_size(self) -> int:
-        return int((self.state.archive_id >= 0).sum())
+        return int((self.state.archive.id >= 0).sum())
 
     def archive_policies(self) -> list[tuple[int, np.ndarray, Callable[[Tensor], Tensor]]]:
         """``(id, archived return vector, policy)`` of every archive entry, by id; each policy maps normalised
         observations to actions as archive evaluation does (mode, or samples with ``deterministic_eval=False``)."""
         s = self.state
-        return [(int(s.archive_id[j]), s.archive_value[j].double().cpu().numpy(),
-                 lambda obs, j=j: self._pick(self._policy_dist(s.archive_actor, s.archive_log_std, s.archive_obs_stats, j, obs)))
+        return [(int(s.archive.id[j]), s.archive.value[j].double().cpu().numpy(),
+                 lambda obs, j=j: self._pick(self._policy_dist(s.archive.actor, s.archive.log_std, s.archive.obs_stats, j, obs)))
                 for j in self._archive_slots().tolist()]
 
     def _archive_slots(self) -> Tensor:
         """The archive's filled slots, ordered by entry id (the order entries were kept in)."""
         s = self.state
-        filled = torch.nonzero(s.archive_id >= 0).flatten()
-        return filled[torch.argsort(s.archive_id[filled])]
+        filled = torch.nonzero(s.archive.id >= 0).flatten()
+        return filled[torch.argsort(s.archive.id[filled])]
 
     def _served(self, preference: np.ndarray) -> tuple[EnsembleMLP, Tensor, Tensor, int]:
         """(actor ensemble, log-stds, member) of the policy served for ``preference``: the archive policy maximising
         ``w . G``, or before anything was archived the population member whose preference is closest."""
         s = self.state
         w = torch.as_tensor(np.asarray(preference, dtype=np.float32), device=self.device)
-        filled = torch.nonzero(s.archive_id >= 0).flatten()
+        filled = torch.nonzero(s.archive.id >= 0).flatten()
         if len(filled) == 0:
             return s.actor, s.log_std, s.obs_stats, int(torch.argmax(self.preferences @ w))
-        return s.archive_actor, s.archive_log_std, s.archive_obs_stats, int(filled[torch.argmax(s.archive_value[filled] @ w)])
+        return s.archive.actor, s.archive.log_std, s.archive.obs_stats, int(filled[torch.argmax(s.archive.value[filled] @ w)])
 
     def _policy_dist(self, actor: EnsembleMLP, log_std: Tensor, stats: Tensor, j: int, obs: Tensor) -> Categorical | Gaussian:
         x = self._normalize(obs.flatten(1).unsqueeze(0), stats[j:j + 1])
@@ -463,7 +472,7 @@ class CMORL(Algorithm):
         archive = ParetoArchive(k, ref if ref is not None else [-math.inf] * k, self.cfg.archive_size)
         filled = self._archive_slots()
         archive.load_state_dict({"n_objectives": k, "ref_point": archive.ref_point.tolist(), "capacity": self.cfg.archive_size,
-                                 "values": s.archive_value[filled].double().cpu().numpy(), "ids": s.archive_id[filled].tolist(),
+                                 "values": s.archive.value[filled].double().cpu().numpy(), "ids": s.archive.id[filled].tolist(),
                                  "next_id": int(s.next_id), "payloads": filled.tolist()})
         return archive
 
@@ -472,21 +481,21 @@ class CMORL(Algorithm):
         """Offer member ``member``'s snapshot with evaluated return ``value`` [K]; True if the archive kept it."""
         s = self.state
         archive = self._archive()
-        slot = int(torch.nonzero(s.archive_id < 0).flatten()[0])  # capacity + 1 slots: one is always free
+        slot = int(torch.nonzero(s.archive.id < 0).flatten()[0])  # capacity + 1 slots: one is always free
         kept = archive.add(value.double().cpu().numpy(), payload=slot)
         live = set(archive.payloads)
-        for j in torch.nonzero(s.archive_id >= 0).flatten().tolist():  # dominated or pruned entries leave
+        for j in torch.nonzero(s.archive.id >= 0).flatten().tolist():  # dominated or pruned entries leave
             if j not in live:
-                s.archive_id[j] = -1
+                s.archive.id[j] = -1
         if kept:
-            s.archive_value[slot] = value
-            s.archive_id[slot] = archive.ids[archive.payloads.index(slot)]
-            s.archive_selected[slot] = 0
-            s.archive_stage[slot] = 1 if int(s.objective[member]) < 0 else 2
-            copy_members(s.archive_actor, s.actor, slot, member)
-            copy_members(s.archive_critic, s.critic, slot, member)
-            s.archive_log_std[slot] = s.log_std[member]
-            s.archive_obs_stats[slot] = s.obs_stats[member]
+            s.archive.value[slot] = value
+            s.archive.id[slot] = archive.ids[archive.payloads.index(slot)]
+            s.archive.selected[slot] = 0
+            s.archive.stage[slot] = 1 if int(s.objective[member]) < 0 else 2
+            copy_members(s.archive.actor, s.actor, slot, member)
+            copy_members(s.archive.critic, s.critic, slot, member)
+            s.archive.log_std[slot] = s.log_std[member]
+            s.archive.obs_stats[slot] = s.obs_stats[member]
         s.next_id.fill_(archive.next_id)
         return kept
 
@@ -501,10 +510,10 @@ class CMORL(Algorithm):
             if task is None:
                 return
             slot, objective = task
-            copy_members(s.actor, s.archive_actor, m, slot)
-            copy_members(s.critic, s.archive_critic, m, slot)
-            s.log_std[m] = s.archive_log_std[slot]
-            s.obs_stats[m] = s.archive_obs_stats[slot]
+            copy_members(s.actor, s.archive.actor, m, slot)
+            copy_members(s.critic, s.archive.critic, m, slot)
+            s.log_std[m] = s.archive.log_std[slot]
+            s.obs_stats[m] = s.archive.obs_stats[slot]
             for group in s.optimizer.param_groups:  # a new task: forget the previous occupant's momentum
                 for q in group["params"]:
                     state = s.optimizer.state.get(q)
@@ -522,7 +531,7 @@ class CMORL(Algorithm):
             for row in pending.tolist():
                 slot, ident, objective = s.queue[row].tolist()
                 s.queue[row] = -1
-                if int(s.archive_id[slot]) == ident:  # still in the archive
+                if int(s.archive.id[slot]) == ident:  # still in the archive
                     return slot, objective
             if not self._select_round():
                 return None
@@ -534,13 +543,13 @@ class CMORL(Algorithm):
         if not len(archive):
             return False
         slots = dict(zip(archive.ids, archive.payloads))
-        done = [i for i, slot in slots.items() if s.archive_selected[slot]]
+        done = [i for i, slot in slots.items() if s.archive.selected[slot]]
         if len(done) == len(slots):  # every kept policy has been extended: start over
-            s.archive_selected.zero_()
+            s.archive.selected.zero_()
             done = []
         chosen = archive.select_sparse(s.queue.shape[0] // k, exclude=done)
         for i, ident in enumerate(chosen):
-            s.archive_selected[slots[ident]] = 1
+            s.archive.selected[slots[ident]] = 1
             for objective in range(k):
                 s.queue[i * k + objective] = torch.tensor([slots[ident], ident, objective])
         return bool(chosen)
@@ -552,10 +561,10 @@ class CMORL(Algorithm):
 
         s = self.state
         order = self._archive_slots()
-        values = s.archive_value[order].cpu().numpy().astype(float)
+        values = s.archive.value[order].cpu().numpy().astype(float)
         ref = self.reference_point()
         out: dict[str, Any] = {"env": self.spec.env_id, "objectives": self.spec.reward_dim, "eval_gamma": self.cfg.eval_gamma,
-                               "ids": s.archive_id[order].tolist(), "stages": s.archive_stage[order].tolist(), "values": values.tolist(),
+                               "ids": s.archive.id[order].tolist(), "stages": s.archive.stage[order].tolist(), "values": values.tolist(),
                                "ref_point": list(ref) if ref is not None else None}
         if len(values):
             out["expected_utility"] = float(expected_utility(values))
