@@ -18,6 +18,7 @@ from typing import Any, ClassVar, get_type_hints
 
 from polyrl.errors import ConfigError
 from polyrl.models.dynamics import DynamicsConfig, layer_weight_decays
+from polyrl.optim import ClipObjective
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class Section:
     (and ignored) at that value, so old checkpoints load; any other value is an error naming the reason."""
     RETIRED_WHY: ClassVar[str] = ""
     """Why the retired fields went (the error's hint)."""
+    ALIASES: ClassVar[dict[str, str]] = {}
+    """Names of earlier releases -> the flat names they now are (where a field moved into a section under another name)."""
     SHORT: ClassVar[tuple[str, ...]] = ()
     """Fields of this section that may also be given by their own name (``batch_size`` for ``replay_batch_size``),
     as earlier releases spelled them, where no top-level field has that name."""
@@ -89,7 +92,7 @@ class Section:
         (``batch_size`` for ``replay_batch_size``) when no top-level field has that name; the first section wins."""
         flat = cls.flat_fields()
         names = {f.name for f in flat}
-        out: dict[str, str] = {}
+        out: dict[str, str] = dict(cls.ALIASES)
         for f in flat:
             short = f.path[-1]
             if len(f.path) > 1 and short in f.owner.SHORT and short not in names and short not in cls.RETIRED:
@@ -392,6 +395,43 @@ class SequenceReplayConfig(Section):
     """DreamSmooth kernel for the reward targets: none, gaussian, uniform or ema."""
     smoothing_amount: float | None = None
     """Gaussian sigma, uniform window or EMA alpha (None: the authors' 3, 9, 0.33)."""
+
+
+# -- parameter sections shared by several algorithms ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PPOUpdate(Section):
+    """The optimisation phase of a PPO-style update (Schulman et al. 2017): ``n_epochs`` passes of minibatches over a
+    rollout on ``L_clip + vf_coef L_V - ent_coef H``, advantages by GAE (PPO; Uni-O4's online phase)."""
+
+    SHORT = ("n_epochs", "batch_size", "gae_lambda", "clip_range", "clip_range_vf", "ent_coef", "vf_coef",
+             "normalize_advantage", "target_kl")
+
+    n_epochs: int = 10
+    """Passes over each rollout."""
+    batch_size: int = 64
+    """Minibatch size."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    clip_range: float = 0.2
+    """Surrogate clipping epsilon."""
+    clip_range_vf: float | None = None
+    """Clip value updates to +- this around the old value (None: no clipping)."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient c_e."""
+    vf_coef: float = 0.5
+    """Value loss coefficient c_v."""
+    normalize_advantage: bool = True
+    """Standardise advantages per minibatch."""
+    target_kl: float | None = None
+    """Stop the epoch loop once the approximate KL exceeds this (None: never)."""
+
+    def objective(self, *, max_grad_norm: float, clip: float | None = None) -> ClipObjective:
+        """The clipped objective of one phase (``clip``: an annealed clip range instead of ``clip_range``)."""
+        return ClipObjective(clip=self.clip_range if clip is None else clip, clip_vf=self.clip_range_vf, vf_coef=self.vf_coef,
+                             ent_coef=self.ent_coef, max_grad_norm=max_grad_norm, normalize_advantage=self.normalize_advantage,
+                             target_kl=self.target_kl)
 
 
 # -- what algorithm configs mix in: the sections of their regime ------------------------------------------

@@ -31,10 +31,10 @@ import torch
 from torch import Tensor
 
 from polyrl.algos.base import AlgoConfig, Algorithm
-from polyrl.config import RolloutConfig
+from polyrl.config import PPOUpdate, RolloutConfig
 from polyrl.data.rollout import Rollout
 from polyrl.nets.heads import ActorCritic
-from polyrl.optim import ClipObjective, adam, ppo_epochs
+from polyrl.optim import adam, ppo_epochs
 
 
 @dataclass(frozen=True)
@@ -45,28 +45,12 @@ class PPOConfig(AlgoConfig):
     """Decay the learning rate linearly to 0 over the training budget."""
     rollout: RolloutConfig = RolloutConfig()
     """The on-policy rollout collected per iteration."""
-    batch_size: int = 64
-    """Minibatch size."""
-    n_epochs: int = 10
-    """Passes over each rollout."""
-    gae_lambda: float = 0.95
-    """GAE lambda."""
-    clip_range: float = 0.2
-    """Surrogate clipping epsilon."""
+    ppo: PPOUpdate = PPOUpdate()
+    """The optimisation phase: epochs of minibatches on the clipped objective."""
     anneal_clip: bool = False
     """Decay the clipping epsilon linearly to 0 over the training budget."""
-    clip_range_vf: float | None = None
-    """Clip value updates to +- this around the old value (None: no clipping)."""
-    ent_coef: float = 0.0
-    """Entropy bonus coefficient c_e."""
-    vf_coef: float = 0.5
-    """Value loss coefficient c_v."""
     max_grad_norm: float = 0.5
     """Global gradient-norm clip."""
-    normalize_advantage: bool = True
-    """Standardise advantages per minibatch."""
-    target_kl: float | None = None
-    """Stop the epoch loop once the approximate KL exceeds this (None: never)."""
     hidden: tuple[int, ...] = (64, 64)
     """Hidden widths of the actor and of the critic."""
     activation: str = "tanh"
@@ -118,17 +102,16 @@ class PPO(Algorithm):
         if c.anneal_lr:
             for group in s.optimizer.param_groups:
                 group["lr"] = frac * c.learning_rate
-        clip = c.clip_range * frac if c.anneal_clip else c.clip_range
-        flat = batch.flatten(gamma=c.gamma, lam=c.gae_lambda)
+        p = c.ppo
+        clip = p.clip_range * frac if c.anneal_clip else p.clip_range
+        flat = batch.flatten(gamma=c.gamma, lam=p.gae_lambda)
 
         def evaluate(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             dist, value = s.model(o)
             return dist.log_prob(a), dist.entropy(), value
 
-        objective = ClipObjective(clip=clip, clip_vf=c.clip_range_vf, vf_coef=c.vf_coef, ent_coef=c.ent_coef,
-                                  max_grad_norm=c.max_grad_norm, normalize_advantage=c.normalize_advantage, target_kl=c.target_kl)
-        stats = ppo_epochs(evaluate, s.optimizer, [list(s.model.parameters())], flat, objective, n_epochs=c.n_epochs,
-                           batch_size=c.batch_size)
+        stats = ppo_epochs(evaluate, s.optimizer, [list(s.model.parameters())], flat,
+                           p.objective(max_grad_norm=c.max_grad_norm, clip=clip), n_epochs=p.n_epochs, batch_size=p.batch_size)
         self.n_updates += stats.steps
         with torch.no_grad():
             explained = 1.0 - (flat.returns - flat.value).var() / (flat.returns.var() + 1e-8)

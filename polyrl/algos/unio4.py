@@ -108,7 +108,7 @@ import torch
 from torch import Tensor
 
 from polyrl.algos.base import Algorithm
-from polyrl.config import DataConfig, OfflineConfig, RolloutConfig
+from polyrl.config import DataConfig, OfflineConfig, PPOUpdate, RolloutConfig
 from polyrl.data.rollout import Rollout
 from polyrl.errors import ConfigError
 from polyrl.families import iql_critic_step
@@ -122,7 +122,7 @@ from polyrl.models.dynamics import (
 )
 from polyrl.nets.heads import GaussianEnsemblePolicy, QEnsemble, ValueNet
 from polyrl.nets.mlp import clip_grad_norm_per_member, copy_members
-from polyrl.optim import ClipObjective, adam, ppo_epochs
+from polyrl.optim import adam, ppo_epochs
 from polyrl.types import TransitionBatch
 
 
@@ -130,28 +130,17 @@ from polyrl.types import TransitionBatch
 class UniO4Online(RolloutConfig):
     """Uni-O4's online phase: the rollout source and the PPO objective that continues from the deployed actor."""
 
-    SHORT = ("n_steps", "gae_lambda", "ent_coef", "vf_coef", "mc_fit_steps")
+    SHORT = ("n_steps", "mc_fit_steps")
 
     n_steps: int = 2048
     """Online: env steps per env per rollout."""
-    minibatch: int = 128
-    """Online: PPO minibatch size."""
-    epochs: int = 10
-    """Online: passes over each rollout."""
-    clip: float = 0.05
-    """Online: clip range of the policy ratio."""
-    clip_vf: float | None = None
-    """Online: clip of the value update around the old value, in scaled-reward units (None: no clipping)."""
+    ppo: PPOUpdate = PPOUpdate(n_epochs=10, batch_size=128, clip_range=0.05, clip_range_vf=None, ent_coef=0.01, vf_coef=0.5)
+    """Online: PPO's optimisation phase (the authors' clip range 0.05, minibatches of 128; value clipping is in
+    scaled-reward units)."""
     actor_lr: float = 3e-5
     """Online: actor learning rate (decayed linearly to 0 over the online budget)."""
     critic_lr: float = 2e-4
     """Online: critic (V) learning rate (decayed linearly to 0 over the online budget)."""
-    gae_lambda: float = 0.95
-    """Online: GAE lambda."""
-    ent_coef: float = 0.01
-    """Online: entropy bonus coefficient."""
-    vf_coef: float = 0.5
-    """Online: value-loss coefficient."""
     critic: str = "mc"
     """Online critic: "mc" (V first re-fit on the dataset's Monte-Carlo returns) or "offline" (the offline V as is)."""
     mc_fit_steps: int = 2000
@@ -160,6 +149,9 @@ class UniO4Online(RolloutConfig):
 
 @dataclass(frozen=True)
 class UniO4Config(OfflineConfig):
+    ALIASES = {"online_minibatch": "online_ppo_batch_size", "online_epochs": "online_ppo_n_epochs",
+               "online_clip": "online_ppo_clip_range", "online_clip_vf": "online_ppo_clip_range_vf"}
+
     data: DataConfig = DataConfig(batch_size=512)
     """How batches are drawn from the dataset (512 dataset transitions per offline update)."""
     # -- offline critics ----------------------------------------------------------------------
@@ -586,7 +578,7 @@ class UniO4(Algorithm):
         frac = 1.0 - min(max(start, 0) / max(self.total_steps, 1), 1.0)
         for group, lr in zip(s.online_opt.param_groups, (c.online.actor_lr, c.online.critic_lr)):
             group["lr"] = frac * lr
-        flat = batch.flatten(gamma=c.gamma, lam=c.online.gae_lambda, reward_scale=s.reward_scale)
+        flat = batch.flatten(gamma=c.gamma, lam=c.online.ppo.gae_lambda, reward_scale=s.reward_scale)
 
         def evaluate(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             dist = s.actor(o)
@@ -594,9 +586,8 @@ class UniO4(Algorithm):
 
         # actor and critic gradients are clipped separately: V's, in scaled-return units, would otherwise swamp the actor's
         params = [list(s.actor.parameters()), list(s.value.parameters())]
-        objective = ClipObjective(clip=c.online.clip, clip_vf=c.online.clip_vf, vf_coef=c.online.vf_coef, ent_coef=c.online.ent_coef,
-                                  max_grad_norm=c.max_grad_norm, normalize_advantage=True)
-        stats = ppo_epochs(evaluate, s.online_opt, params, flat, objective, n_epochs=c.online.epochs, batch_size=c.online.minibatch)
+        stats = ppo_epochs(evaluate, s.online_opt, params, flat, c.online.ppo.objective(max_grad_norm=c.max_grad_norm),
+                           n_epochs=c.online.ppo.n_epochs, batch_size=c.online.ppo.batch_size)
         self.n_updates += stats.steps
         return {"loss/policy": stats.policy_loss, "loss/value": stats.value_loss, "train/entropy": stats.entropy,
                 "train/clip_fraction": stats.clip_fraction, "train/approx_kl": stats.approx_kl}
