@@ -17,7 +17,8 @@ import json
 import platform
 import shutil
 import time
-from dataclasses import replace
+import warnings
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from polyrl.errors import CheckpointError, ConfigError
 from polyrl.io import write_text_atomic
 from polyrl.train.checkpoint import LATEST, list_checkpoints, read_checkpoint, resolve, write_checkpoint
 from polyrl.train.evaluate import EvalResult, run_episodes
+from polyrl.train.lock import RunLock
 from polyrl.train.sources import make_source
 from polyrl.train.trainer import Checkpointer, Evaluator, RunParts, Trainer, TrainSettings
 
@@ -136,6 +138,8 @@ class Agent:
             self.algo.prepare(self.dataset, self.obs_norm)
         self.trainer: Trainer | None = None
         self._pending_resume: Any | None = None
+        self._resumed_settings: TrainSettings | None = None  # a resumed run's recorded settings, until learn() runs
+        self._lock: RunLock | None = None
         self._eval_env: VecEnv | None = None
 
     # -- training ----------------------------------------------------------------------------
@@ -150,7 +154,13 @@ class Agent:
         :class:`TrainSettings` fields for this and later calls.
         """
         if settings:
-            self.settings = replace(self.settings, **settings)
+            new = replace(self.settings, **settings)
+            if self._resumed_settings is not None:  # say once, in one line, what makes the result differ
+                for change in self._resumed_settings.changes_on_resume(new):
+                    warnings.warn(f"resuming with {change}: the result will differ from the uninterrupted run's "
+                                  "(checkpoints end episodes; sampled evaluations draw from the training RNG)", stacklevel=2)
+                self._resumed_settings = None
+            self.settings = new
         if self.trainer is None:
             self.trainer = Trainer(build_run(self), self.settings)
             if self._pending_resume is not None:
@@ -188,6 +198,7 @@ class Agent:
             self.trainer.close()
             self.trainer = None
         self._pending_resume = None
+        self._resumed_settings = None  # a new phase: its settings are the caller's, not the offline phase's
         self.algo.start_online()
         self.algo.clock.env_steps = 0  # the online phase counts its env steps from 0
         return self
@@ -293,6 +304,7 @@ class Agent:
             "algo": self.algo_cls.name, "env": self._env_arg, "seed": self.seed, "config": self.cfg.to_dict(),
             "spec": self.spec.to_json(), "env_kwargs": self.env_kwargs, "vectorization": self.vectorization,
             "env_steps": self.algo.env_steps, "updates": self.algo.n_updates, "dataset": self.dataset_path, "phase": self.phase,
+            "settings": asdict(self.settings),
             "polyrl_version": __version__, "torch_version": torch.__version__,
         }
 
@@ -316,14 +328,17 @@ class Agent:
         return write_checkpoint(path, self.meta(), self._weights(), self._resume_state() if resume else None)
 
     def ensure_run_dir(self) -> Path:
-        """Create the run directory (and its ``run.json``) on first use."""
+        """Create the run directory (and its ``run.json``) on first use, and hold its lock (one writer per run
+        directory, :mod:`polyrl.train.lock`) until :meth:`close` or the end of the process."""
         if self.run_dir is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             self.run_dir = Path("runs") / f"{self.algo_cls.name}-{self.env_id.replace('/', '_')}-s{self.seed}-{stamp}"
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self._lock is None or self._lock.path.parent != self.run_dir.resolve():
+            self._lock = RunLock(self.run_dir).acquire()
         run_json = self.run_dir / "run.json"
         if not run_json.exists():
-            info = self.meta() | {"settings": self.settings.__dict__, "python": platform.python_version(),
+            info = self.meta() | {"python": platform.python_version(),
                                   "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
             info.pop("env_steps")
             write_text_atomic(run_json, json.dumps(info, indent=2, sort_keys=True))
@@ -333,6 +348,8 @@ class Agent:
         # ``step`` is the trainer's progress: env steps online, gradient updates offline.
         """Write ``run_dir/checkpoints/step_<step>``, point ``LATEST`` at it and prune old ones."""
         ckdir = self.ensure_run_dir() / "checkpoints"
+        for stale in ckdir.glob(".*step_*.*-*") if ckdir.is_dir() else ():  # a write a killed process left unfinished
+            shutil.rmtree(stale, ignore_errors=True)  # (we hold the run's lock: nobody else is writing here)
         # an offline algorithm's online phase counts env steps from 0 again: keep its names apart and later
         prefix = "online_step_" if self.algo.online and self.algo_cls.regime == "offline" else "step_"
         path = self.save(ckdir / f"{prefix}{step:010d}")
@@ -385,18 +402,27 @@ class Agent:
         agent.algo.clock.env_steps = int(meta.get("env_steps", 0))
         agent.algo.clock.updates = int(meta.get("updates", 0))
         agent.algo.online = agent.algo.online or meta.get("phase") == "online"
+        recorded = meta.get("settings")
+        if recorded is None and run_dir is not None and (Path(run_dir) / "run.json").exists():  # checkpoints of 0.1.0
+            recorded = json.loads((Path(run_dir) / "run.json").read_text()).get("settings")
+        if recorded is not None:  # a run keeps its own cadence: the checkpoint schedule is part of its trajectory
+            agent.settings = TrainSettings.from_json(recorded)
         if resume_state is not None:
+            agent._resumed_settings = agent.settings
             agent.algo.load_optimizer_state(resume_state["optimizers"])
             agent.algo.load_counters(resume_state["counters"])
             agent._pending_resume = resume_state["trainer"]
         return agent
 
     def close(self) -> None:
-        """Close environments and log files."""
+        """Close environments and log files, and release the run directory's lock."""
         if self.trainer is not None:
             self.trainer.close()
         if self._eval_env is not None:
             self._eval_env.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __repr__(self) -> str:
         return f"Agent({self.algo_cls.name!r}, env={self.env_id!r}, seed={self.seed}, steps={self.algo.env_steps})"

@@ -74,18 +74,22 @@ def _train_parser(algo_name: str | None) -> argparse.ArgumentParser:
 
 
 def add_settings_options(group: Any) -> None:
-    """One option per :class:`~polyrl.train.TrainSettings` field (:func:`polyrl.config.add_options`)."""
+    """One option per :class:`~polyrl.train.TrainSettings` field (:func:`polyrl.config.add_options`); an option not
+    given is absent, so a resumed run keeps its own value."""
     from polyrl.train import TrainSettings
 
-    add_options(group, TrainSettings, dest_prefix="set__")
+    add_options(group, TrainSettings, dest_prefix="set__", given_only=True)
 
 
-def settings_from_args(args: argparse.Namespace) -> Any:
-    """The :class:`~polyrl.train.TrainSettings` the ``--<setting>`` options give (progress only on a terminal)."""
+def settings_from_args(args: argparse.Namespace, base: Any = None) -> tuple[Any, dict[str, Any]]:
+    """The :class:`~polyrl.train.TrainSettings` of a run: ``base`` (a resumed run's own; default the class defaults)
+    with the ``--<setting>`` options given on this command line; the progress bar only on a terminal. Returns the
+    settings and the options given."""
     from polyrl.train import TrainSettings
 
-    values = {k[5:]: v for k, v in vars(args).items() if k.startswith("set__")}
-    return TrainSettings(**values | {"progress": values["progress"] and sys.stderr.isatty()})
+    given = {k[5:]: v for k, v in vars(args).items() if k.startswith("set__")}
+    settings = dataclasses.replace(base if base is not None else TrainSettings(), **given)
+    return dataclasses.replace(settings, progress=settings.progress and sys.stderr.isatty()), given
 
 
 def section_values(text: str) -> dict[str, str]:
@@ -137,12 +141,15 @@ def cmd_train(argv: Sequence[str]) -> int:
         raise _unknown_option_error(algo_name or "train", leftovers, parser)
     config = dict(v if isinstance(v, tuple) else (k[5:], v) for k, v in vars(args).items() if k.startswith("cfg__") and v is not None)
     config |= {k[5:]: section_values(v) for k, v in vars(args).items() if k.startswith("sec__") and v is not None}
-    settings = settings_from_args(args)
+    settings, given = settings_from_args(args)
     if args.resume:
         if config:
             raise ConfigError(f"a resumed run keeps its config; drop {', '.join('--' + k.replace('_', '-') for k in config)}")
         agent = Agent.load(args.resume, device=args.device)
-        agent.settings = settings
+        for change in agent.settings.changes_on_resume(dataclasses.replace(agent.settings, **given)):
+            print(f"warning: resuming with {change}: the result will differ from the uninterrupted run's", file=sys.stderr)
+        agent.settings, _ = settings_from_args(args, agent.settings)  # the run's own settings, with the options given
+        agent._resumed_settings = None  # said above
         # --steps is the total to reach in the checkpoint's phase: env steps online, gradient updates offline
         steps = None if args.steps is None else max(args.steps - agent.progress, 0)
         if steps == 0:

@@ -30,6 +30,7 @@ from polyrl import seeding
 from polyrl.errors import ConfigError
 from polyrl.io import write_json_atomic
 from polyrl.runs import STAGES
+from polyrl.train.lock import RunLock
 
 RECIPE_SOURCES = ("auto", "shipped", "train")
 
@@ -110,8 +111,13 @@ class Pipeline:
 
     # -- driver --------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """Run every stage not yet done; returns ``pipeline.json``'s content."""
+        """Run every stage not yet done; returns ``pipeline.json``'s content. Holds the run directory's lock while it
+        runs (one writer per run directory; the agent it trains there shares it)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(self.run_dir):
+            return self._run_stages()
+
+    def _run_stages(self) -> dict[str, Any]:
         for i, name in enumerate(STAGES, 1):
             done = self.state["stages"].get(name, {}).get("status") == "done"
             self.console.print(f"[bold]stage {i}/{len(STAGES)}: {name}[/bold]" + (" (done, skipped)" if done else ""))

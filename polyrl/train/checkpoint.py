@@ -89,7 +89,7 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    return sorted((c for c in root.glob("*step_*") if (c / "agent.json").exists()),
+    return sorted((c for c in root.glob("*step_*") if not c.name.startswith(".") and (c / "agent.json").exists()),
                   key=lambda c: (c.name.startswith("online_"), c.name.rsplit("_", 1)[-1]))
 
 

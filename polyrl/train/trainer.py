@@ -14,6 +14,7 @@ any environment, without having to serialise simulator state.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 import time
 import warnings
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -56,6 +57,22 @@ class TrainSettings:
     """Show a progress bar."""
     tensorboard: bool = True
     """Write TensorBoard event files."""
+
+    SAFE_ON_RESUME: ClassVar[tuple[str, ...]] = ("log_every", "keep_checkpoints", "progress", "tensorboard")
+    """Settings a resumed run may change without changing its result. The others do: checkpoints end the training
+    episodes (``checkpoint_every``), and an evaluation of an algorithm that samples its evaluation actions draws from
+    the training RNG stream (``eval_every``, ``eval_episodes``)."""
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> TrainSettings:
+        """The settings a run recorded (fields this release does not know are ignored; missing ones take defaults)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def changes_on_resume(self, new: TrainSettings) -> list[str]:
+        """One line per setting ``new`` changes that makes a resumed run differ from the uninterrupted one."""
+        return [f"{f.name}={getattr(new, f.name)!r} instead of the run's {getattr(self, f.name)!r}"
+                for f in dataclasses.fields(self) if f.name not in self.SAFE_ON_RESUME and getattr(new, f.name) != getattr(self, f.name)]
 
 
 def derived_seed(seed: int, step: int) -> int:
