@@ -20,6 +20,7 @@ from polyrl import algos
 from polyrl._version import __version__
 from polyrl.config import _is_section, add_options
 from polyrl.errors import ConfigError, PolyrlError
+from polyrl.io import write_json_atomic
 
 TRAIN_USAGE = "polyrl train ALGO [ENV] [--env ID] [--dataset PATH] [--steps N] [--seed S] [--run-dir DIR] [--<config-field> V ...]"
 
@@ -42,7 +43,7 @@ def _train_parser(algo_name: str | None) -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu", help="torch device (default cpu)")
     add_settings_options(run)
     run.add_argument("--async-envs", action="store_true", help="step the training envs in subprocesses")
-    run.add_argument("--online-steps", type=int, default=0,
+    run.add_argument("--online-steps", type=int, default=None,
                      help="offline algorithms that continue online: env steps of fine-tuning after the offline --steps (default 0)")
     run.add_argument("--resume", metavar="RUN_DIR", default=None,
                      help="continue the run in RUN_DIR from its latest checkpoint (in that checkpoint's phase)")
@@ -109,6 +110,15 @@ def section_values(text: str) -> dict[str, str]:
     return out
 
 
+def _planned_online(run: str) -> bool:
+    """Whether the run's command planned an online phase after the offline one (its ``plan.json``)."""
+    from polyrl.train.checkpoint import resolve
+
+    ckpt = resolve(run)
+    plan = (ckpt.parent.parent if ckpt.parent.name == "checkpoints" else Path(run)) / "plan.json"
+    return plan.exists() and json.loads(plan.read_text()).get("online_steps", 0) > 0
+
+
 class _AsSpelled(argparse.Action):
     """Store a config option's value under the name the user spelled it (``--n-steps`` -> ``n_steps``), so an error
     about its value names the option that was given."""
@@ -152,7 +162,10 @@ def cmd_train(argv: Sequence[str]) -> int:
         agent._resumed_settings = None  # said above
         # --steps is the total to reach in the checkpoint's phase: env steps online, gradient updates offline
         steps = None if args.steps is None else max(args.steps - agent.progress, 0)
-        if steps == 0:
+        if steps is None and agent.trainer is None and agent._pending_resume is not None and \
+                int(agent._pending_resume.get("target", 0)) <= agent.progress:
+            steps = 0  # the checkpoint is its phase's last: what remains is the plan's next phase, if any
+        if steps == 0 and (agent.algo.online or not _planned_online(args.resume)):
             unit = "env steps" if agent.algo.online else "updates"
             print(f"{args.resume} already has {agent.progress} {unit}; nothing to do")
             return 0
@@ -165,11 +178,18 @@ def cmd_train(argv: Sequence[str]) -> int:
         agent = Agent(algo_name, env, dataset=args.dataset, seed=args.seed, device=args.device, run_dir=args.run_dir,  # type: ignore[arg-type]
                       vectorization="async" if args.async_envs else "sync", settings=settings, **config)
         steps = 100_000 if args.steps is None else args.steps
+    # The command's plan is part of the run: a bare --resume of a run killed offline also does its online phase.
+    plan_path = agent.ensure_run_dir() / "plan.json"
+    plan = json.loads(plan_path.read_text()) if args.resume and plan_path.exists() else {}
+    if args.online_steps is not None or not args.resume:
+        plan["online_steps"] = int(args.online_steps or 0)
+        write_json_atomic(plan_path, plan)
     try:
-        agent.learn(steps)
-        if args.online_steps > 0 and not args.resume:
+        if steps != 0:
+            agent.learn(steps)
+        if plan.get("online_steps", 0) > 0 and not agent.algo.online:
             agent.start_online()
-            agent.learn(args.online_steps)
+            agent.learn(plan["online_steps"])
     except KeyboardInterrupt:
         print(f"\ninterrupted; the last checkpoint is {agent.latest_checkpoint()}", file=sys.stderr)
         return 130

@@ -135,3 +135,57 @@ def test_one_writer_per_run_directory(tmp_path):
     with RunLock(run) as lock:
         assert json.loads(lock.path.read_text())["pid"] == os.getpid()
     assert not (run / LOCK_NAME).exists()
+
+
+def test_offline_to_online_killed_in_its_online_phase_resumes_bare(tmp_path, tiny_datasets):
+    """``--online-steps`` is part of the run's plan (``plan.json``): a bare resume also finishes the online phase."""
+    data = ["--dataset", str(tiny_datasets["Pendulum-v1"])]
+    o2o = ["train", "td3bc", *data, "--steps", "300", "--online-steps", "900", "--online-warmup", "50", "--batch-size", "16",
+           "--hidden", "16,16", "--checkpoint-every", "150", "--eval-every", "0", "--eval-episodes", "1", "--seed", "3", *QUIET]
+    assert main([*o2o, "--run-dir", str(tmp_path / "whole")]) == 0
+    for when, run in (("offline", tmp_path / "offline-kill"), ("online", tmp_path / "online-kill")):
+        # writes: offline checkpoints 150 and 300, the hand-off, then online ones every 150 env steps
+        proc = _child([*o2o, "--run-dir", str(run)], crash_on_write=2 if when == "offline" else 5)
+        proc.wait(timeout=120)
+        assert proc.returncode == 137
+        assert main(["train", "--resume", str(run), *QUIET]) == 0
+        latest = list_checkpoints(run)[-1]
+        assert latest.name.startswith("online_step_"), f"killed {when}: the resumed run did not finish its online phase"
+        _assert_same(_weights(tmp_path / "whole"), _weights(run))
+
+
+def test_pipeline_killed_in_its_online_stage_resumes_with_the_same_command(tmp_path, tiny_datasets):
+    data = str(tiny_datasets["Pendulum-v1"])
+    tiny = ["--set", "batch_size=16", "--set", "q_hidden=16,16", "--set", "v_hidden=16,16", "--set", "actor_hidden=16,16",
+            "--set", "n_policies=2", "--set", "gate_every=5", "--set", "gate_states=16", "--set", "gate_horizon=3",
+            "--set", "model_hidden=16,16", "--set", "model_epochs=2", "--set", "selection=ope", "--set", "n_steps=32",
+            "--set", "online_minibatch=16", "--set", "online_epochs=1"]
+
+    def argv(run: Path) -> list[str]:
+        return ["pipeline", "--env", "Pendulum-v1", "--dataset", data, "--offline-steps", "20", "--online-steps", "640",
+                "--eval-every", "64", "--eval-episodes", "1", "--ope-rollouts", "4", "--run-dir", str(run), "--no-progress", *tiny]
+
+    assert main(argv(tmp_path / "whole")) == 0
+    run = tmp_path / "killed"
+    # checkpoint writes: offline ones (every 2 of 20 updates: 10), the hand-off, then online ones every 64 env steps
+    proc = _child(argv(run), crash_on_write=14)
+    proc.wait(timeout=300)
+    assert proc.returncode == 137, proc.stderr.read().decode()[-2000:]
+    assert json.loads((run / "pipeline.json").read_text())["stages"].get("online") is None
+    assert main(argv(run)) == 0
+    _no_partial_checkpoints(run)
+    _assert_same(_weights(tmp_path / "whole"), _weights(run))
+
+
+def test_a_killed_dataset_write_leaves_no_dataset_and_a_rerun_completes(tmp_path):
+    out = tmp_path / "data"
+    argv = ["collect", "--env", "Pendulum-v1", "--policy", "random", "--steps", "500", "--out", str(out)]
+    code = ("import os, sys, numpy as np\nfrom polyrl.cli import main\n"
+            "real, calls = np.save, [0]\n"
+            "def save(*a, **k):\n    real(*a, **k); calls[0] += 1\n    if calls[0] == 3: os._exit(137)\n"
+            "np.save = save\nsys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 137
+    assert not out.exists()  # only a hidden temporary directory, never a partial dataset under the name
+    assert main(argv) == 0
+    assert polyrl.data.Dataset.load(out).info()["transitions"] == 500
