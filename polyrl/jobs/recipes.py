@@ -48,6 +48,7 @@ from polyrl import seeding
 from polyrl.data.collect import collect
 from polyrl.data.dataset import Dataset
 from polyrl.errors import ConfigError
+from polyrl.io import write_text_atomic
 
 RECIPES = ("random", "medium", "medium-replay", "expert", "medium-expert")
 SHIPPED_SOURCES = Path(__file__).parent.parent / "data" / "sources"  # package data beside the storage code
@@ -97,7 +98,8 @@ def _source_run(env_id: str, train_steps: int, eval_every: int, seed: int, root:
              reward=buf.reward[:n, 0].cpu().numpy(), next_obs=buf.next_obs[:n, 0].cpu().numpy(),
              terminated=buf.terminated[:n, 0].cpu().numpy() > 0, truncated=buf.truncated[:n, 0].cpu().numpy() > 0)
     random_return = float(np.mean([r for r, _ in random_returns(env_id, seed)]))
-    (run / "snapshots.json").write_text(json.dumps({"snapshots": snapshots, "random_return": random_return}, indent=2))
+    # written last and atomically: its presence marks a finished source run (a killed one is started over)
+    write_text_atomic(run / "snapshots.json", json.dumps({"snapshots": snapshots, "random_return": random_return}, indent=2))
     agent.close()
     return run
 
