@@ -189,3 +189,29 @@ def test_a_killed_dataset_write_leaves_no_dataset_and_a_rerun_completes(tmp_path
     assert not out.exists()  # only a hidden temporary directory, never a partial dataset under the name
     assert main(argv) == 0
     assert polyrl.data.Dataset.load(out).info()["transitions"] == 500
+
+
+def test_a_killed_sweep_trial_resumes_with_its_own_settings(tmp_path, monkeypatch):
+    """Kill a whole sweep (driver and trial) after the trial's first checkpoint; rerunning the sweep resumes the trial
+    with the settings in its ``trial.json`` and ends on the uninterrupted trial's weights."""
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    argv = ["sweep", "ppo", "--env", "tests.test_sweep:PolyrlSweepSlow-v0", "--seeds", "0", "--steps", "256",
+            "--checkpoint-every", "64", "--eval-every", "0", "--eval-episodes", "1", "--no-tensorboard", "--backend", "local",
+            "--set", "n_steps=64", "--set", "batch_size=32", "--set", "hidden=16,16"]
+    assert main([*argv, "--run-dir", str(tmp_path / "whole")]) == 0
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "polyrl.cli", *argv, "--run-dir", str(killed)], cwd=root,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    trial = killed / "trials" / "default,seed=0"
+    deadline = time.monotonic() + 120
+    try:
+        while not (trial / "checkpoints" / "LATEST").is_file():
+            assert proc.poll() is None and time.monotonic() < deadline, "the sweep ended before it could be killed"
+            time.sleep(0.01)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert main([*argv, "--run-dir", str(killed)]) == 0
+    assert json.loads((trial / "result.json").read_text())["resumed_from"].startswith("step_")  # resumed, not rerun
+    _assert_same(_weights(tmp_path / "whole" / "trials" / "default,seed=0"), _weights(trial))
