@@ -156,9 +156,8 @@ class Agent:
         if settings:
             new = replace(self.settings, **settings)
             if self._resumed_settings is not None:  # say once, in one line, what makes the result differ
-                for change in self._resumed_settings.changes_on_resume(new):
-                    warnings.warn(f"resuming with {change}: the result will differ from the uninterrupted run's "
-                                  "(checkpoints end episodes; sampled evaluations draw from the training RNG)", stacklevel=2)
+                for line in self._resumed_settings.changes_on_resume(new):
+                    warnings.warn(line, stacklevel=2)
                 self._resumed_settings = None
             self.settings = new
         if self.trainer is None:

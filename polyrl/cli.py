@@ -156,8 +156,8 @@ def cmd_train(argv: Sequence[str]) -> int:
         if config:
             raise ConfigError(f"a resumed run keeps its config; drop {', '.join('--' + k.replace('_', '-') for k in config)}")
         agent = Agent.load(args.resume, device=args.device)
-        for change in agent.settings.changes_on_resume(dataclasses.replace(agent.settings, **given)):
-            print(f"warning: resuming with {change}: the result will differ from the uninterrupted run's", file=sys.stderr)
+        for line in agent.settings.changes_on_resume(dataclasses.replace(agent.settings, **given)):
+            print(f"warning: {line}", file=sys.stderr)
         agent.settings, _ = settings_from_args(args, agent.settings)  # the run's own settings, with the options given
         agent._resumed_settings = None  # said above
         # --steps is the total to reach in the checkpoint's phase: env steps online, gradient updates offline

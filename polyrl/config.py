@@ -90,6 +90,8 @@ class Section:
     def aliases(cls) -> dict[str, str]:
         """Short names -> flat names: a field of a section that lists it in ``SHORT`` may be given by its own name
         (``batch_size`` for ``replay_batch_size``) when no top-level field has that name; the first section wins."""
+        if cls in _ALIASES:
+            return dict(_ALIASES[cls])
         flat = cls.flat_fields()
         names = {f.name for f in flat}
         out: dict[str, str] = dict(cls.ALIASES)
@@ -97,7 +99,8 @@ class Section:
             short = f.path[-1]
             if len(f.path) > 1 and short in f.owner.SHORT and short not in names and short not in cls.RETIRED:
                 out.setdefault(short, f.name)
-        return out
+        _ALIASES[cls] = out
+        return dict(out)
 
     @classmethod
     def resolve(cls, key: str) -> str:
@@ -199,6 +202,7 @@ def _flatten_input(cls: type, values: dict[str, Any]) -> dict[str, Any]:
 
 _FLAT: dict[type, list[FlatField]] = {}
 _DOCS: dict[type, dict[str, str]] = {}
+_ALIASES: dict[type, dict[str, str]] = {}
 
 
 def field_docs(cls: type) -> dict[str, str]:

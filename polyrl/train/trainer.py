@@ -70,14 +70,11 @@ class TrainSettings:
         return cls(**{k: v for k, v in values.items() if k in known})
 
     def changes_on_resume(self, new: TrainSettings) -> list[str]:
-        """One line per setting ``new`` changes that makes a resumed run differ from the uninterrupted one."""
-        return [f"{f.name}={getattr(new, f.name)!r} instead of the run's {getattr(self, f.name)!r}"
-                for f in dataclasses.fields(self) if f.name not in self.SAFE_ON_RESUME and getattr(new, f.name) != getattr(self, f.name)]
-
-
-def derived_seed(seed: int, step: int) -> int:
-    """Env reset seed after a checkpoint at ``step`` (same for an uninterrupted and a resumed run)."""
-    return seeding.checkpoint_reset(seed, step)
+        """One warning line per setting ``new`` changes that makes a resumed run differ from the uninterrupted one."""
+        return [f"resuming with {f.name}={getattr(new, f.name)!r} instead of the run's {getattr(self, f.name)!r}: the result "
+                "will differ from the uninterrupted run's (checkpoints end episodes; sampled evaluations draw from the "
+                "training RNG)" for f in dataclasses.fields(self)
+                if f.name not in self.SAFE_ON_RESUME and getattr(new, f.name) != getattr(self, f.name)]
 
 
 def rng_state() -> dict[str, Any]:
@@ -186,6 +183,8 @@ class Trainer:
         self.clock: Clock = parts.algo.clock
         self.seed, self.title = parts.seed, parts.title
         self.online = self.algo.online
+        # the opt-in hooks, detected once (a runtime Protocol check per env step would cost more than the call)
+        self.round_hook: RoundHook | None = self.algo if isinstance(self.algo, RoundHook) else None
         self.phase = "online" if self.online else "offline"
         self.obs: np.ndarray | None = self.env.reset(seeding.stream(self.seed, "train_envs")) if self.env is not None else None
         self.rng = seeded_rng_state(seeding.stream(self.seed, "trainer"))
@@ -208,7 +207,7 @@ class Trainer:
         self.source.load_state_dict(state["source"])
         if self.env is not None:
             # The checkpoint reset the envs with this seed; doing the same puts them in the identical state.
-            self.obs = self.env.reset(derived_seed(self.seed, self.clock.env_steps))
+            self.obs = self.env.reset(seeding.checkpoint_reset(self.seed, self.clock.env_steps))
         if self.env is not None and not np.array_equal(self.obs, np.asarray(state["obs"])):
             warnings.warn(f"{self.env.env_id} does not reproduce its checkpointed reset under the same seed; "
                           "the resumed run continues correctly but not bit-identically", stacklevel=2)
@@ -264,8 +263,8 @@ class Trainer:
                 for batch in self.source.batches():
                     self.last_metrics = algo.update(batch)
                 if self.env is not None:
-                    if isinstance(algo, RoundHook):
-                        self.last_metrics.update(algo.end_round(self.evaluator.for_algo))
+                    if self.round_hook is not None:
+                        self.last_metrics.update(self.round_hook.end_round(self.evaluator.for_algo))
                     for ret, length in self.env.drain_episodes():
                         self.recent.append(float(np.mean(ret)))  # a vector return counts with equal weights
                         self.recent_length.append(length)
@@ -327,7 +326,7 @@ class Trainer:
         self.source.on_checkpoint()
         step = self.progress()
         if self.env is not None:
-            self.obs = self.env.reset(derived_seed(self.seed, step))
+            self.obs = self.env.reset(seeding.checkpoint_reset(self.seed, step))
             self.env.drain_episodes()
         self.checkpointer.write(step, self.settings.keep_checkpoints)
         if isinstance(self.algo, RunFileWriter):
